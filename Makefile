@@ -1,0 +1,27 @@
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/rl-pipeline demo
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check rl_pipeline rl_pipeline_tests benchmarks
+	$(BIN)/ruff format --check rl_pipeline rl_pipeline_tests benchmarks
+
+clean:
+	rm -rf $(VENV) data/*.duckdb* data/*.sqlite* dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules

@@ -1,0 +1,229 @@
+"""The HTTP client: every request passes the rate limiter, then retries.
+
+Request path: rate limit -> send -> classify (ok / retry / fail) -> maybe
+wait and try again. Pages stream one at a time; a day is never held whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+from rl_pipeline.clock import SYSTEM_CLOCK, Clock
+from rl_pipeline.limits import RateLimiter
+from rl_pipeline.pagination import PageRequest, PaginationError, dig, first_page, next_page
+from rl_pipeline.retry import RetryPolicy
+from rl_pipeline.sources import ApiSpec, EndpointSpec
+from rl_pipeline.state import StateStore
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class ApiError(RuntimeError):
+    """A request that failed for good: a non-retryable status, or retries spent.
+
+    The message names the source, partition and page, the status and the
+    server's own words, never the credentials.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class MissingTokenError(RuntimeError):
+    """The environment variable holding an API's token is not set."""
+
+
+@dataclass
+class RequestStats:
+    """What the client did, for materialization metadata. Thread-safe."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0  # 429s received
+    limiter_wait_s: float = 0.0  # time spent waiting for our own limiter
+    retry_wait_s: float = 0.0  # time spent in backoff
+    statuses: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **deltas: float) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    def count_status(self, status: str) -> None:
+        with self._lock:
+            self.statuses[status] += 1
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int  # 1-based, within the day
+    request: PageRequest
+    records: list[dict[str, Any]]
+    next: PageRequest | None
+
+
+def credential_fingerprint(token: str | None) -> str:
+    """A short, non-reversible name for a credential: budgets are per API + credential."""
+    return hashlib.sha256((token or "").encode()).hexdigest()[:12]
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """`Retry-After` as seconds from `now`: delta-seconds or an HTTP date (past dates give 0)."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+class ApiClient:
+    """One API, one credential, one `requests.Session`, one shared rate budget."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: ApiSpec,
+        *,
+        token: str | None,
+        store: StateStore,
+        retry: RetryPolicy | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        session: requests.Session | None = None,
+    ) -> None:
+        if spec.token_env and not token:
+            raise MissingTokenError(f"source {name}: no API token; set the environment variable {spec.token_env}")
+        self.name = name
+        self.spec = spec
+        self.base_url = spec.resolved_base_url()
+        self.store = store
+        self.retry = retry or RetryPolicy()
+        self.clock = clock
+        self.timeout = timeout
+        self.stats = RequestStats()
+        self._token = token
+        self._session = session or requests.Session()
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
+        self._namespace = f"{name}:{credential_fingerprint(token)}"
+        self._limiters: dict[str, RateLimiter] = {}
+        self._rng = random.Random()
+
+    def __repr__(self) -> str:
+        return f"ApiClient({self.name!r}, base_url={self.base_url!r}, store={self.store!r})"
+
+    def limiter(self, endpoint: str) -> RateLimiter:
+        """The API's limits plus the endpoint's own, decided together."""
+        if endpoint not in self._limiters:
+            spec = self.spec.endpoints[endpoint]
+            limits = {f"api:{rl.name}": rl.to_limit() for rl in self.spec.rate_limits}
+            limits |= {f"endpoint:{endpoint}:{rl.name}": rl.to_limit() for rl in spec.rate_limits}
+            self._limiters[endpoint] = RateLimiter(self.store, limits, namespace=self._namespace, clock=self.clock)
+        return self._limiters[endpoint]
+
+    def fetch_day(self, endpoint: str, day: date, start: PageRequest | None = None) -> Iterator[Page]:
+        """Every page of one day of `endpoint`, from `start` (a checkpoint) or the first."""
+        spec: EndpointSpec = self.spec.endpoints[endpoint]
+        request = start or first_page(
+            spec.pagination, self.base_url + spec.path, {**spec.params, **spec.day.params(day)}
+        )
+        seen: set[str] = set()
+        number = 0
+        while request is not None:
+            number += 1
+            where = f"source {self.name}.{endpoint}, partition {day.isoformat()}, page {number}"
+            key = request.to_json()
+            if key in seen:
+                raise PaginationError(f"{where}: the API led back to an earlier page ({request.params or request.url})")
+            seen.add(key)
+            body, links = self.get_json(endpoint, request, where)
+            records = dig(body, spec.records_path)
+            if not isinstance(records, list):
+                raise PaginationError(
+                    f"{where}: expected a list of records at {spec.records_path or 'the top level'!r}, "
+                    f"got {type(records).__name__}"
+                )
+            following = next_page(spec.pagination, request, body, records, links)
+            yield Page(number, request, records, following)
+            request = following
+
+    def get_json(self, endpoint: str, request: PageRequest, where: str) -> tuple[Any, dict[str, dict[str, str]]]:
+        """GET one page under the rate limit, retrying what is worth retrying."""
+        limiter = self.limiter(endpoint)
+        started = self.clock.now()
+        previous_delay = 0.0
+        for attempt in range(self.retry.max_attempts):
+            self.stats.add(limiter_wait_s=limiter.acquire(timeout=self.retry.deadline))
+            self.stats.add(requests=1)
+            outcome, retry_after = self._try_once(request, where)
+            if not isinstance(outcome, str):
+                return outcome
+            problem = outcome
+            if attempt + 1 == self.retry.max_attempts:
+                break
+            delay = self.retry.delay(attempt, previous=previous_delay, retry_after=retry_after, rng=self._rng)
+            if self.clock.now() + delay - started > self.retry.deadline:
+                raise ApiError(f"{where}: {problem}; the next retry would pass the {self.retry.deadline:g}s deadline")
+            previous_delay = delay
+            self.stats.add(retries=1, retry_wait_s=delay)
+            self.clock.sleep(delay)
+        raise ApiError(f"{where}: {problem}; gave up after {self.retry.max_attempts} attempts")
+
+    def _try_once(self, request: PageRequest, where: str) -> tuple[Any, float | None]:
+        """((body, links), None) on success, else (why it failed, Retry-After)."""
+        try:
+            response = self._session.get(request.url, params=request.params, timeout=self.timeout)
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            self.stats.count_status(type(exc).__name__)
+            return f"{type(exc).__name__} from {self._path(request)}", None
+        status = response.status_code
+        self.stats.count_status(str(status))
+        if status == 429:
+            self.stats.add(rate_limited=1)
+        if status in RETRY_STATUSES:
+            return (
+                f"HTTP {status} from {self._path(request)}: {self._server_message(response)}",
+                parse_retry_after(response.headers.get("Retry-After"), self.clock.now()),
+            )
+        if status >= 400:
+            raise ApiError(
+                f"{where}: HTTP {status} from {self._path(request)}: {self._server_message(response)}", status
+            )
+        try:
+            return (response.json(), response.links), None
+        except (ValueError, json.JSONDecodeError):
+            return f"a body that is not JSON from {self._path(request)} ({response.text[:80]!r})", None
+
+    def _path(self, request: PageRequest) -> str:
+        return request.url.removeprefix(self.base_url)
+
+    def _server_message(self, response: requests.Response) -> str:
+        try:
+            body = response.json()
+            message = body.get("error") or body.get("message") if isinstance(body, dict) else None
+        except ValueError:
+            message = None
+        text = str(message or response.text[:200] or response.reason)
+        return text.replace(self._token, "***") if self._token else text
+
+    def close(self) -> None:
+        self._session.close()

@@ -1,0 +1,58 @@
+"""Time as an object, so every limiter, retry and breaker can be tested exactly.
+
+`now()` is wall-clock epoch seconds rather than a monotonic reading: limiter
+state is shared between processes (and machines), and only wall time means
+the same thing in all of them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock: `time.time()` and `time.sleep()`."""
+
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class FakeClock:
+    """A clock that only moves when told to; `sleep` advances it instantly.
+
+    Thread-safe, so code that sleeps in several threads stays deterministic in
+    the total time it advances.
+    """
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slept.append(seconds)
+            self._now += max(0.0, seconds)
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+
+SYSTEM_CLOCK = SystemClock()

@@ -1,0 +1,35 @@
+"""The code location: `dagster dev -m rl_pipeline.definitions` (or -w workspace.yaml)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from rl_pipeline.defs.assets import api_resource_key, endpoint_asset
+from rl_pipeline.defs.resources import DuckDBWarehouse, RateLimitedApi
+from rl_pipeline.sources import SourcesFile, load_sources
+
+
+def build_definitions(sources: SourcesFile | None = None, sources_file: str | None = None) -> dg.Definitions:
+    """Assets, a daily job and schedule per API, and resources, from a sources file."""
+    sources = sources or load_sources(sources_file)
+    assets, jobs, schedules, resources = [], [], [], {}
+    for api, spec in sources.apis.items():
+        assets += [endpoint_asset(api, endpoint, spec) for endpoint in spec.endpoints]
+        job = dg.define_asset_job(
+            f"{api}_daily",
+            selection=dg.AssetSelection.groups(api),
+            description=f"Every endpoint of API `{api}` for one day.",
+        )
+        jobs.append(job)
+        # Runs shortly after midnight UTC for the day that just ended.
+        schedules.append(dg.build_schedule_from_partitioned_job(job, hour_of_day=0, minute_of_hour=15))
+        resources[api_resource_key(api)] = RateLimitedApi(
+            api=api,
+            token=dg.EnvVar(spec.token_env) if spec.token_env else None,
+            sources_file=sources_file,
+        )
+    resources["warehouse"] = DuckDBWarehouse()
+    return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, resources=resources)
+
+
+defs = build_definitions()

@@ -1,0 +1,1 @@
+"""The Dagster layer: resources, one asset per endpoint, jobs and schedules."""

@@ -1,0 +1,71 @@
+"""Dagster resources: the rate-limited API client and the DuckDB warehouse."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from pydantic import Field
+
+from rl_pipeline.client import ApiClient
+from rl_pipeline.retry import Jitter, RetryPolicy
+from rl_pipeline.sources import load_sources
+from rl_pipeline.state import StateStore, open_store
+from rl_pipeline.warehouse import Warehouse
+
+DATA_DIR = os.environ.get("RL_DATA_DIR", "data")
+DEFAULT_STATE_STORE = os.environ.get("RL_STATE_STORE", f"sqlite:///{DATA_DIR}/state.sqlite")
+DEFAULT_WAREHOUSE = os.environ.get("RL_WAREHOUSE", f"{DATA_DIR}/warehouse.duckdb")
+
+
+class RateLimitedApi(dg.ConfigurableResource):
+    """One API of the sources file, behind a rate budget shared through `state_store`."""
+
+    api: str = Field(description="The API's name in the sources file.")
+    token: str | None = Field(
+        default=None, repr=False, description="Bearer token; set it with dagster.EnvVar, never inline."
+    )
+    state_store: str = Field(
+        default=DEFAULT_STATE_STORE,
+        description="Where limiter state and checkpoints live: memory://, sqlite:///PATH or redis://HOST:PORT/DB.",
+    )
+    sources_file: str | None = Field(
+        default=None, description="Sources YAML; default $RL_SOURCES_FILE or the shipped one."
+    )
+    max_attempts: int = Field(default=8, ge=1, description="Tries per request, the first included.")
+    base_delay: float = Field(default=0.5, gt=0, description="Backoff base in seconds.")
+    max_delay: float = Field(default=60.0, gt=0, description="Longest single backoff in seconds.")
+    jitter: Jitter = Field(default=Jitter.FULL, description="Backoff jitter: full, equal, decorrelated or none.")
+    request_deadline: float = Field(default=600.0, gt=0, description="Seconds one request may take, retries included.")
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=30.0, gt=0)
+
+    def open_store(self) -> StateStore:
+        return open_store(self.state_store)
+
+    def client(self, store: StateStore | None = None) -> ApiClient:
+        spec = load_sources(self.sources_file).apis[self.api]
+        return ApiClient(
+            self.api,
+            spec,
+            token=self.token,
+            store=store or self.open_store(),
+            retry=RetryPolicy(
+                max_attempts=self.max_attempts,
+                base_delay=self.base_delay,
+                max_delay=self.max_delay,
+                jitter=self.jitter,
+                deadline=self.request_deadline,
+            ),
+            timeout=(self.connect_timeout, self.read_timeout),
+        )
+
+
+class DuckDBWarehouse(dg.ConfigurableResource):
+    """The DuckDB file every endpoint table is upserted into."""
+
+    path: str = Field(default=DEFAULT_WAREHOUSE, description="The DuckDB database file.")
+    lock_patience: float = Field(default=120.0, gt=0, description="Seconds a writer waits for another to finish.")
+
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.path, lock_patience=self.lock_patience)

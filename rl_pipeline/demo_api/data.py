@@ -1,0 +1,81 @@
+"""The demo API's dataset: deterministic records for every day, from a seed.
+
+The same (seed, day) always gives the same records, so tests compare the
+warehouse with this generator exactly.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+NAMES = [
+    "Zoë Ångström",
+    "José Núñez",
+    "Łukasz Żółć",
+    "Björk Guðmundsdóttir",
+    "李雷",
+    "Nguyễn Văn An",
+    "Ολυμπία Παππά",
+    "Сергей Иванов",
+    "Ada Lovelace",
+    'O\'Brien "Bo"',
+]
+COUNTRIES = ["DE", "FR", "PL", "IS", "CN", "VN", "GR", "UA", "GB", "IE"]
+STATUSES = ["paid", "pending", "failed", "refunded"]
+TAGS = ["new", "vip", "gift", "b2b", "promo", "repeat"]
+NOTES = ["🚚 delivered", "call before delivery", "café au lait", "fragile; handle with care", "™ ©"]
+
+
+def day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+@lru_cache(maxsize=128)
+def _cached(seed: int, day: date) -> tuple[dict[str, Any], ...]:
+    rng = random.Random(f"{seed}:{day.isoformat()}")
+    roll = rng.random()
+    if roll < 0.08:
+        count = 0
+    elif roll < 0.16:
+        count = rng.randint(1001, 1500)
+    else:
+        count = rng.randint(1, 400)
+    start = day_start(day)
+    offsets = sorted(rng.randrange(86_400_000) for _ in range(count))
+    return tuple(
+        {
+            "id": f"evt_{day:%Y%m%d}_{i:05d}",
+            "created_at": (start + timedelta(milliseconds=ms))
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "amount": round(rng.uniform(0, 5000), 2),
+            "quantity": rng.randint(1, 50),
+            "is_refund": rng.random() < 0.1,
+            "status": rng.choice(STATUSES),
+            "customer": {"name": rng.choice(NAMES), "country": rng.choice(COUNTRIES), "tier": rng.randint(1, 3)},
+            "tags": rng.sample(TAGS, k=rng.randint(0, 3)),
+            "note": rng.choice(NOTES) if rng.random() < 0.4 else None,
+        }
+        for i, ms in enumerate(offsets)
+    )
+
+
+def day_records(seed: int, day: date) -> list[dict[str, Any]]:
+    """Every record created on `day` (UTC), ordered by `created_at`."""
+    return [dict(r) for r in _cached(seed, day)]
+
+
+def range_records(seed: int, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Every record with start <= created_at < end."""
+    out: list[dict[str, Any]] = []
+    day = start.date()
+    while day_start(day) < end:
+        for record in _cached(seed, day):
+            created = datetime.fromisoformat(record["created_at"])
+            if start <= created < end:
+                out.append(record)
+        day += timedelta(days=1)
+    return out

@@ -1,0 +1,327 @@
+"""The demo API server (stdlib `http.server`, HTTP/1.1 keep-alive).
+
+Endpoints, one per pagination style, all serving the same dataset:
+- GET /v1/offset/events?date=YYYY-MM-DD&offset=&limit=         -> {"data", "total"}
+- GET /v1/pages/events?start=ISO&end=ISO&page=&per_page=       -> {"items", "page", "total_pages"}
+- GET /v1/cursor/events?created_gte=EPOCH&created_lt=EPOCH&limit=&cursor=  -> {"data", "has_more", "next_cursor"}
+- GET /v1/link/events?day=YYYY-MM-DD&page=&per_page=           -> [...] with a `Link: <...>; rel="next"` header
+
+Like a strict third-party API it wants `Authorization: Bearer <token>` (401),
+rejects malformed parameters (400), enforces a token bucket (429 with
+`Retry-After`) and a daily quota (429 saying so), and sends
+`X-RateLimit-Limit/-Remaining/-Reset` on every response.
+
+Out of band, for tests and benchmarks: GET /_admin/stats (what was served,
+with arrival times) and POST /_admin/reset.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from rl_pipeline.demo_api.data import day_records, day_start, range_records
+
+MAX_PAGE_SIZE = 100
+
+
+@dataclass
+class DemoApiConfig:
+    rate: float = 20.0  # requests per second, refilled continuously
+    burst: int = 20
+    daily_quota: int = 1_000_000
+    seed: int = 42
+    token: str = "demo-token"
+
+
+class BadRequest(ValueError):
+    pass
+
+
+class _Bucket:
+    """The server's own token bucket, written independently of the client's."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.last = float(burst), time.monotonic()
+
+    def take(self) -> tuple[bool, float]:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True, 0.0
+        return False, (1 - self.tokens) / self.rate
+
+
+class DemoApi:
+    """State shared by all handler threads: limits, quota and what was served."""
+
+    def __init__(self, config: DemoApiConfig) -> None:
+        self.config = config
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.bucket = _Bucket(self.config.rate, self.config.burst)
+            self.quota_day: date | None = None
+            self.quota_used = 0
+            self.log: list[tuple[float, int, str]] = []
+
+    def admit(self) -> tuple[int, dict[str, str], str | None]:
+        """Charge one request: (status, headers, error message or None)."""
+        with self.lock:
+            today = datetime.now(UTC).date()
+            if self.quota_day != today:
+                self.quota_day, self.quota_used = today, 0
+            if self.quota_used >= self.config.daily_quota:
+                reset_at = day_start(today + timedelta(days=1))
+                headers = {"Retry-After": str(math.ceil(reset_at.timestamp() - time.time()))}
+                message = (
+                    f"daily quota of {self.config.daily_quota} requests exceeded; "
+                    f"resets at {reset_at.isoformat().replace('+00:00', 'Z')}"
+                )
+                return 429, headers | self._limit_headers(), message
+            granted, wait = self.bucket.take()
+            headers = self._limit_headers()
+            if not granted:
+                headers["Retry-After"] = str(max(1, math.ceil(wait)))
+                return 429, headers, f"rate limit of {self.config.rate:g} requests/s exceeded"
+            self.quota_used += 1
+            return 200, headers, None
+
+    def _limit_headers(self) -> dict[str, str]:
+        bucket = self.bucket
+        full_in = (bucket.burst - bucket.tokens) / bucket.rate
+        return {
+            "X-RateLimit-Limit": str(bucket.burst),
+            "X-RateLimit-Remaining": str(int(bucket.tokens)),
+            "X-RateLimit-Reset": str(math.ceil(time.time() + full_in)),
+        }
+
+    def record(self, status: int, path: str) -> None:
+        with self.lock:
+            self.log.append((time.time(), status, path))
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "by_status": dict(Counter(str(status) for _, status, _ in self.log)),
+                "requests": [list(entry) for entry in self.log],
+                "quota_used": self.quota_used,
+            }
+
+
+def _one(params: dict[str, list[str]], name: str, default: str | None = None) -> str:
+    values = params.get(name)
+    if not values:
+        if default is None:
+            raise BadRequest(f"missing query parameter {name!r}")
+        return default
+    return values[0]
+
+
+def _int(params: dict[str, list[str]], name: str, default: int, lo: int, hi: int) -> int:
+    raw = _one(params, name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _day(params: dict[str, list[str]], name: str) -> date:
+    raw = _one(params, name)
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a date YYYY-MM-DD, got {raw!r}") from None
+
+
+def _timestamp(params: dict[str, list[str]], name: str, parse) -> datetime:
+    raw = _one(params, name)
+    try:
+        value = parse(raw)
+    except (ValueError, OverflowError):
+        raise BadRequest(f"{name} is not a valid timestamp: {raw!r}") from None
+    if value.tzinfo is None:
+        raise BadRequest(f"{name} must carry a time zone: {raw!r}")
+    return value
+
+
+def _range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    if not start < end or end - start > timedelta(days=31):
+        raise BadRequest("the time range must be non-empty and at most 31 days long")
+    return start, end
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes; don't stall 40 ms on the ACK
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: the stats endpoint is the log
+
+    def do_POST(self) -> None:
+        if urlsplit(self.path).path == "/_admin/reset":
+            self.server.api.reset()
+            self._send(200, {"reset": True})
+        else:
+            self._send(404, {"error": "not found"})
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        api = self.server.api
+        if url.path == "/_admin/stats":
+            self._send(200, api.stats())
+            return
+        route = _ROUTES.get(url.path)
+        if route is None:
+            status, body, headers = 404, {"error": f"no endpoint {url.path}"}, {}
+        elif self.headers.get("Authorization") != f"Bearer {api.config.token}":
+            status, body, headers = 401, {"error": "missing or invalid bearer token"}, {}
+        else:
+            status, headers, message = api.admit()
+            body = {"error": message}
+            if status == 200:
+                try:
+                    body, extra = route(api.config.seed, parse_qs(url.query, keep_blank_values=True), url.path)
+                    headers |= extra
+                except BadRequest as exc:
+                    status, body = 400, {"error": str(exc)}
+        api.record(status, url.path)
+        self._send(status, body, headers)
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        self.send_response(status, HTTPStatus(status).phrase)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Date", self.date_time_string())
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+Page = tuple[Any, dict[str, str]]
+
+
+def _offset(seed: int, params: dict[str, list[str]], path: str) -> Page:
+    records = day_records(seed, _day(params, "date"))
+    offset = _int(params, "offset", 0, 0, 10**9)
+    limit = _int(params, "limit", 50, 1, MAX_PAGE_SIZE)
+    return {"data": records[offset : offset + limit], "total": len(records)}, {}
+
+
+def _pages(seed: int, params: dict[str, list[str]], path: str) -> Page:
+    start, end = _range(
+        _timestamp(params, "start", datetime.fromisoformat), _timestamp(params, "end", datetime.fromisoformat)
+    )
+    records = range_records(seed, start, end)
+    page = _int(params, "page", 1, 1, 10**6)
+    per_page = _int(params, "per_page", 50, 1, MAX_PAGE_SIZE)
+    body = {
+        "items": records[(page - 1) * per_page : page * per_page],
+        "page": page,
+        "total_pages": math.ceil(len(records) / per_page),
+    }
+    return body, {}
+
+
+def _epoch(raw: str) -> datetime:
+    return datetime.fromtimestamp(int(raw), UTC)
+
+
+def _cursor(seed: int, params: dict[str, list[str]], path: str) -> Page:
+    start, end = _range(_timestamp(params, "created_gte", _epoch), _timestamp(params, "created_lt", _epoch))
+    records = range_records(seed, start, end)
+    limit = _int(params, "limit", 50, 1, MAX_PAGE_SIZE)
+    raw_cursor = _one(params, "cursor", "")
+    try:
+        offset = int(base64.urlsafe_b64decode(raw_cursor.encode()).decode().removeprefix("o:")) if raw_cursor else 0
+    except ValueError:
+        raise BadRequest(f"invalid cursor {raw_cursor!r}") from None
+    has_more = offset + limit < len(records)
+    next_cursor = base64.urlsafe_b64encode(f"o:{offset + limit}".encode()).decode() if has_more else None
+    return {"data": records[offset : offset + limit], "has_more": has_more, "next_cursor": next_cursor}, {}
+
+
+def _link(seed: int, params: dict[str, list[str]], path: str) -> Page:
+    day = _day(params, "day")
+    records = day_records(seed, day)
+    page = _int(params, "page", 1, 1, 10**6)
+    per_page = _int(params, "per_page", 30, 1, MAX_PAGE_SIZE)
+    headers = {}
+    if page * per_page < len(records):
+        query = urlencode({"day": day.isoformat(), "page": page + 1, "per_page": per_page})
+        headers["Link"] = f'<{path}?{query}>; rel="next"'
+    return records[(page - 1) * per_page : page * per_page], headers
+
+
+_ROUTES = {
+    "/v1/offset/events": _offset,
+    "/v1/pages/events": _pages,
+    "/v1/cursor/events": _cursor,
+    "/v1/link/events": _link,
+}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], api: DemoApi) -> None:
+        super().__init__(address, Handler)
+        self.api = api
+
+
+class DemoApiServer:
+    """The demo API on a real socket, served from a background thread.
+
+    Port 0 picks a free port; `url` says which one was taken.
+    """
+
+    def __init__(self, config: DemoApiConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.api = DemoApi(config or DemoApiConfig())
+        self._server = _Server((host, port), self.api)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> DemoApiServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="demo-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> DemoApiServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,74 @@
+"""The limiter every request passes through."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rl_pipeline.clock import SYSTEM_CLOCK, Clock
+from rl_pipeline.limits.algorithms import Limit
+from rl_pipeline.state.base import StateStore
+
+
+class RateLimitTimeout(TimeoutError):
+    """The limiter could not grant a request within the caller's timeout."""
+
+
+class RateLimiter:
+    """Grants requests against named limits kept in a shared store.
+
+    Every limit is charged together or not at all, so a denial by one (say
+    the per-minute limit) takes nothing from the others. Workers in any thread,
+    process or machine that use the same store and `namespace` share one budget.
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        limits: Mapping[str, Limit],
+        *,
+        namespace: str,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        if not limits:
+            raise ValueError("a rate limiter needs at least one limit")
+        self.store = store
+        self.clock = clock
+        self.limits = dict(limits)
+        # {namespace} is a Redis hash tag: all of one limiter's keys share a slot.
+        self._keyed = [(f"rl:{{{namespace}}}:limit:{name}", limit) for name, limit in self.limits.items()]
+
+    def _check_cost(self, cost: float) -> None:
+        for name, limit in self.limits.items():
+            if cost > limit.capacity:
+                raise ValueError(
+                    f"cost {cost} exceeds the capacity {limit.capacity} of limit {name!r}: never grantable"
+                )
+
+    def try_acquire(self, cost: float = 1) -> bool:
+        """Take `cost` now if every limit allows it; never waits."""
+        self._check_cost(cost)
+        return self.store.acquire(self._keyed, cost, self.clock.now()) == 0.0
+
+    def wait_time(self, cost: float = 1) -> float:
+        """Seconds until `cost` could be granted, if nobody else takes it first."""
+        self._check_cost(cost)
+        return self.store.acquire(self._keyed, cost, self.clock.now(), dry_run=True)
+
+    def acquire(self, cost: float = 1, timeout: float | None = None) -> float:
+        """Block until `cost` is granted; return the seconds spent waiting.
+
+        Raises RateLimitTimeout, without taking anything, when the grant would
+        come later than `timeout` seconds from now.
+        """
+        self._check_cost(cost)
+        start = self.clock.now()
+        while True:
+            now = self.clock.now()
+            wait = self.store.acquire(self._keyed, cost, now)
+            if wait == 0.0:
+                return now - start
+            if timeout is not None and now + wait - start > timeout:
+                raise RateLimitTimeout(
+                    f"rate limit {', '.join(self.limits)}: no grant within {timeout:g}s (next in {wait:.3f}s)"
+                )
+            self.clock.sleep(wait)

@@ -1,0 +1,98 @@
+"""Paginators: from one page's response, where the next page is.
+
+A position is a plain `PageRequest` (URL and query parameters), so it can be
+stored as a checkpoint and a relaunched partition resumes exactly there.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+from rl_pipeline.sources import (
+    CursorPagination,
+    LinkPagination,
+    OffsetPagination,
+    PageNumberPagination,
+)
+
+
+class PaginationError(ValueError):
+    """The API's pagination cannot be followed (a loop, a missing field)."""
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    url: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"url": self.url, "params": self.params}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str) -> PageRequest:
+        data = json.loads(raw)
+        return cls(url=data["url"], params=dict(data["params"]))
+
+
+def dig(body: Any, path: str | None) -> Any:
+    """`body` at a dotted path (`""` is the body itself); None when absent."""
+    if not path:
+        return body
+    for part in path.split("."):
+        if not isinstance(body, dict):
+            return None
+        body = body.get(part)
+    return body
+
+
+def first_page(spec: Any, url: str, params: dict[str, str]) -> PageRequest:
+    """The request for a day's first page."""
+    match spec:
+        case OffsetPagination():
+            extra = {spec.offset_param: "0", spec.limit_param: str(spec.page_size)}
+        case PageNumberPagination():
+            extra = {spec.page_param: str(spec.first_page), spec.size_param: str(spec.page_size)}
+        case CursorPagination() | LinkPagination():
+            size_param = spec.limit_param if isinstance(spec, CursorPagination) else spec.size_param
+            extra = {size_param: str(spec.page_size)} if size_param else {}
+    return PageRequest(url, {**params, **extra})
+
+
+def next_page(
+    spec: Any, current: PageRequest, body: Any, records: list[Any], links: dict[str, dict[str, str]]
+) -> PageRequest | None:
+    """The request for the page after `current`, or None when this was the last."""
+    match spec:
+        case OffsetPagination():
+            offset = int(current.params[spec.offset_param]) + len(records)
+            total = dig(body, spec.total_path)
+            if len(records) < spec.page_size or (isinstance(total, int) and offset >= total):
+                return None
+            return PageRequest(current.url, {**current.params, spec.offset_param: str(offset)})
+        case PageNumberPagination():
+            page = int(current.params[spec.page_param])
+            total_pages = dig(body, spec.total_pages_path)
+            last = page >= total_pages if isinstance(total_pages, int) else len(records) < spec.page_size
+            if last or not records:
+                return None
+            return PageRequest(current.url, {**current.params, spec.page_param: str(page + 1)})
+        case CursorPagination():
+            if spec.has_more_path is not None and not dig(body, spec.has_more_path):
+                return None
+            if spec.cursor_record_field is not None:
+                cursor = dig(records[-1], spec.cursor_record_field) if records else None
+            else:
+                cursor = dig(body, spec.cursor_path)
+            if cursor in (None, ""):
+                return None
+            return PageRequest(current.url, {**current.params, spec.cursor_param: str(cursor)})
+        case LinkPagination():
+            following = links.get("next", {}).get("url")
+            if not following:
+                return None
+            # The link carries every parameter already; relative links resolve against the page's URL.
+            return PageRequest(urljoin(current.url, following), {})
+    raise TypeError(f"unknown pagination spec {spec!r}")

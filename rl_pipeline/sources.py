@@ -1,0 +1,224 @@
+"""Declarative source specs: describe an API once, in YAML; no code needed.
+
+The shipped `sources.yaml` describes the demo API. Another file is picked with
+the environment variable RL_SOURCES_FILE. Every field is validated on load and
+an error names the file and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, date, datetime, timedelta
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+
+from rl_pipeline.limits.algorithms import Algorithm, Limit
+
+SOURCES_FILE_ENV = "RL_SOURCES_FILE"
+SHIPPED_SOURCES = files("rl_pipeline").joinpath("sources.yaml")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class SourceFileError(ValueError):
+    """A sources file that cannot be used; the message names file and field."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError(f"{value!r} is not a valid name (letters, digits, underscores; not starting with a digit)")
+    return value
+
+
+class RateLimitSpec(_Spec):
+    """A published limit: `rate` requests per `period` seconds, `burst` at once.
+
+    `headroom` tokens of a bucket's burst are kept back: a request granted here
+    reaches the server a little late or early, and without that slack the
+    jitter of the network would turn into 429s at full speed. It costs no
+    throughput, only burst. Sliding windows have no burst and get no headroom.
+    """
+
+    name: str = "default"
+    rate: float = Field(gt=0, allow_inf_nan=False)
+    period: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    burst: float | None = Field(default=None, ge=1, allow_inf_nan=False)
+    algorithm: Algorithm = Algorithm.TOKEN_BUCKET
+    headroom: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+
+    def to_limit(self) -> Limit:
+        published = Limit(rate=self.rate, period=self.period, burst=self.burst, algorithm=self.algorithm)
+        if self.algorithm in (Algorithm.SLIDING_WINDOW_LOG, Algorithm.SLIDING_WINDOW_COUNTER):
+            return published
+        return Limit(
+            rate=self.rate,
+            period=self.period,
+            burst=max(1.0, published.capacity - self.headroom),
+            algorithm=self.algorithm,
+        )
+
+
+class DaySpec(_Spec):
+    """How one UTC day is asked for: a single date parameter, or a [start, end) pair.
+
+    `format` is `iso` (ISO 8601 with Z), `epoch` (seconds), `epoch_ms`, or a
+    strftime pattern such as `%Y-%m-%d`.
+    """
+
+    param: str | None = None
+    start_param: str | None = None
+    end_param: str | None = None
+    format: str = "%Y-%m-%d"
+
+    @model_validator(mode="after")
+    def _one_style(self) -> DaySpec:
+        if (self.param is None) == (self.start_param is None or self.end_param is None):
+            raise ValueError("give either `param`, or both `start_param` and `end_param`")
+        return self
+
+    def _render(self, moment: datetime) -> str:
+        if self.format == "iso":
+            return moment.isoformat().replace("+00:00", "Z")
+        if self.format == "epoch":
+            return str(int(moment.timestamp()))
+        if self.format == "epoch_ms":
+            return str(int(moment.timestamp() * 1000))
+        return moment.strftime(self.format)
+
+    def params(self, day: date) -> dict[str, str]:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        if self.param is not None:
+            return {self.param: self._render(start)}
+        assert self.start_param is not None and self.end_param is not None
+        return {self.start_param: self._render(start), self.end_param: self._render(start + timedelta(days=1))}
+
+
+class OffsetPagination(_Spec):
+    style: Literal["offset"]
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    page_size: PositiveInt = 100
+    total_path: str | None = None
+
+
+class PageNumberPagination(_Spec):
+    style: Literal["page_number"]
+    page_param: str = "page"
+    size_param: str = "per_page"
+    page_size: PositiveInt = 100
+    first_page: int = 1
+    total_pages_path: str | None = None
+
+
+class CursorPagination(_Spec):
+    """The next cursor comes from `cursor_path` in the body, or (Stripe style)
+    from `cursor_record_field` of the page's last record; `has_more_path`,
+    when given, says whether to go on."""
+
+    style: Literal["cursor"]
+    cursor_param: str = "cursor"
+    cursor_path: str | None = "next_cursor"
+    cursor_record_field: str | None = None
+    has_more_path: str | None = None
+    limit_param: str | None = "limit"
+    page_size: PositiveInt = 100
+
+
+class LinkPagination(_Spec):
+    """`Link: <url>; rel="next"` headers, as GitHub sends them."""
+
+    style: Literal["link"]
+    size_param: str | None = "per_page"
+    page_size: PositiveInt = 100
+
+
+Pagination = Annotated[
+    OffsetPagination | PageNumberPagination | CursorPagination | LinkPagination, Field(discriminator="style")
+]
+
+
+class EndpointSpec(_Spec):
+    path: str
+    day: DaySpec
+    pagination: Pagination
+    records_path: str = ""  # dotted path to the list of records; "" = the body is the list
+    id_field: str = "id"
+    table: str | None = None
+    params: dict[str, str] = Field(default_factory=dict)
+    rate_limits: list[RateLimitSpec] = Field(default_factory=list)
+
+    @field_validator("table", "id_field")
+    @classmethod
+    def _names(cls, value: str | None) -> str | None:
+        return value if value is None else _identifier(value)
+
+    def table_name(self, endpoint_name: str) -> str:
+        return self.table or endpoint_name
+
+
+class ApiSpec(_Spec):
+    base_url: str
+    base_url_env: str | None = None
+    token_env: str | None = None
+    start_date: date
+    rate_limits: list[RateLimitSpec] = Field(min_length=1)
+    endpoints: dict[str, EndpointSpec] = Field(min_length=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    def resolved_base_url(self) -> str:
+        """`base_url`, unless the variable named by `base_url_env` is set."""
+        if self.base_url_env and os.environ.get(self.base_url_env):
+            return os.environ[self.base_url_env].rstrip("/")
+        return self.base_url
+
+
+class SourcesFile(_Spec):
+    apis: dict[str, ApiSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _names(self) -> SourcesFile:
+        tables: dict[str, str] = {}
+        for api_name, api in self.apis.items():
+            _identifier(api_name)
+            for name, endpoint in api.endpoints.items():
+                _identifier(name)
+                table = endpoint.table_name(name)
+                if table in tables:
+                    raise ValueError(f"table {table!r} is written by both {tables[table]} and {api_name}.{name}")
+                tables[table] = f"{api_name}.{name}"
+        return self
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def load_sources(path: str | os.PathLike[str] | None = None) -> SourcesFile:
+    """Load and validate a sources file: `path`, else $RL_SOURCES_FILE, else the shipped one."""
+    chosen = path or os.environ.get(SOURCES_FILE_ENV)
+    source = Path(chosen) if chosen else SHIPPED_SOURCES
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SourceFileError(f"sources file {source}: not found") from None
+    except yaml.YAMLError as exc:
+        raise SourceFileError(f"sources file {source}: not valid YAML: {exc}") from None
+    try:
+        return SourcesFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_field_path(e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise SourceFileError(f"sources file {source}: {problems}") from None

@@ -1,0 +1,41 @@
+"""State shared by many machines, in Redis: every decision is one Lua script."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.resources import files
+
+import redis
+
+from rl_pipeline.limits.algorithms import Limit
+from rl_pipeline.state.base import StateStore, redact_url
+
+_ACQUIRE = files("rl_pipeline.state").joinpath("redis_store.lua").read_text()
+
+
+class RedisStore(StateStore):
+    """Atomic because Redis runs one script at a time; limiter keys expire
+    once they no longer matter, plain values never do."""
+
+    def __init__(self, url: str) -> None:
+        self.url = redact_url(url)
+        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        self._acquire = self._redis.register_script(_ACQUIRE)
+
+    def acquire(self, limits: Sequence[tuple[str, Limit]], cost: float, now: float, *, dry_run: bool = False) -> float:
+        args: list[float | str] = [repr(now), repr(float(cost)), "1" if dry_run else "0"]
+        for _, limit in limits:
+            args += [*limit.as_args(), limit.ttl]
+        return float(self._acquire(keys=[key for key, _ in limits], args=args))
+
+    def get(self, key: str) -> str | None:
+        return self._redis.get(key)
+
+    def set(self, key: str, value: str) -> None:
+        self._redis.set(key, value)
+
+    def delete(self, key: str) -> None:
+        self._redis.delete(key)
+
+    def close(self) -> None:
+        self._redis.close()

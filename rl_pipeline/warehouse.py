@@ -1,0 +1,183 @@
+"""The DuckDB warehouse: bulk upserts on the id column, one writer at a time.
+
+Every write is one short transaction on a connection that is opened for it
+and closed after, so a reader or a crashed writer never holds the file long.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+PARTITION_COLUMN = "_partition"
+FETCHED_AT_COLUMN = "_fetched_at"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE"}
+
+
+class WarehouseError(RuntimeError):
+    """A batch that cannot be written; nothing of it was written."""
+
+
+class WarehouseBusy(WarehouseError):
+    """Another process held the DuckDB file for longer than the patience allowed."""
+
+
+def quote(identifier: str) -> str:
+    """A validated, double-quoted SQL identifier."""
+    if not _IDENTIFIER.match(identifier):
+        raise WarehouseError(f"{identifier!r} is not a safe SQL identifier")
+    return f'"{identifier}"'
+
+
+def _normalized(records: Sequence[dict[str, Any]], id_field: str, where: str) -> list[dict[str, Any]]:
+    """One row per id (the last one wins), nested values as JSON text."""
+    rows: dict[Any, dict[str, Any]] = {}
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise WarehouseError(f"{where}: record {index} is a {type(record).__name__}, not an object")
+        key = record.get(id_field)
+        if key is None:
+            raise WarehouseError(f"{where}: record {index} has no {id_field!r}")
+        rows[key] = {
+            name: json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+            for name, value in record.items()
+        }
+    return list(rows.values())
+
+
+def _json_columns(records: Sequence[dict[str, Any]]) -> set[str]:
+    return {name for record in records for name, value in record.items() if isinstance(value, dict | list)}
+
+
+class Warehouse:
+    """A DuckDB file that endpoint tables are upserted into.
+
+    Promise: after `upsert`, the table holds exactly one row per id, the
+    latest written; a replayed batch changes nothing but `_fetched_at`.
+    """
+
+    def __init__(self, path: str | Path, *, lock_patience: float = 120.0) -> None:
+        self.path = Path(path)
+        self.lock_patience = lock_patience
+
+    @contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection; waits (bounded, jittered) while another process holds the file."""
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_patience
+        delay = 0.05
+        while True:
+            try:
+                conn = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise WarehouseBusy(
+                        f"warehouse {self.path}: still locked by another process after {self.lock_patience:g}s"
+                    ) from None
+                time.sleep(random.uniform(delay / 2, delay))
+                delay = min(delay * 2, 2.0)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def upsert(
+        self,
+        table: str,
+        records: Sequence[dict[str, Any]],
+        *,
+        id_field: str = "id",
+        partition: str,
+        fetched_at: datetime,
+        where: str = "",
+    ) -> int:
+        """Insert or replace `records` by `id_field`; returns the rows written.
+
+        New fields become new columns (older rows keep NULL). A field whose
+        type changes is widened (integers to DOUBLE, anything else to VARCHAR)
+        rather than losing a value.
+        """
+        where = where or f"table {table}, partition {partition}"
+        rows = _normalized(records, id_field, where)
+        if not rows:
+            return 0
+        json_columns = _json_columns(records)
+        for row in rows:
+            row[PARTITION_COLUMN] = partition
+            row[FETCHED_AT_COLUMN] = fetched_at
+        batch = pa.Table.from_pylist(rows)  # noqa: F841 - read by DuckDB's replacement scan
+        with self.connect() as conn:
+            incoming = {
+                name: ("JSON" if name in json_columns else kind)
+                for name, kind, *_ in conn.execute("DESCRIBE SELECT * FROM batch").fetchall()
+            }
+            conn.execute("BEGIN")
+            try:
+                existing = self._columns(conn, table)
+                if not existing:
+                    self._create(conn, table, id_field, incoming)
+                    existing = self._columns(conn, table)
+                selected = self._evolve(conn, table, existing, incoming)
+                conn.execute(f"INSERT OR REPLACE INTO {quote(table)} BY NAME SELECT {', '.join(selected)} FROM batch")
+                conn.execute("COMMIT")
+            except duckdb.Error as exc:
+                conn.execute("ROLLBACK")
+                raise WarehouseError(f"{where}: {exc}") from exc
+        return len(rows)
+
+    @staticmethod
+    def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+        return dict(
+            conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+                [table],
+            ).fetchall()
+        )
+
+    @staticmethod
+    def _create(conn: duckdb.DuckDBPyConnection, table: str, id_field: str, incoming: dict[str, str]) -> None:
+        columns = [f"{quote(name)} {kind}" for name, kind in incoming.items() if kind != '"NULL"']
+        conn.execute(f"CREATE TABLE {quote(table)} ({', '.join(columns)}, PRIMARY KEY ({quote(id_field)}))")
+
+    @staticmethod
+    def _evolve(
+        conn: duckdb.DuckDBPyConnection, table: str, existing: dict[str, str], incoming: dict[str, str]
+    ) -> list[str]:
+        """Add new columns, widen changed ones; return the SELECT list for the batch."""
+        selected = []
+        for name, kind in incoming.items():
+            column = quote(name)
+            if kind == '"NULL"':
+                if name in existing:
+                    selected.append(f"NULL AS {column}")
+                continue
+            current = existing.get(name)
+            if current is None:
+                conn.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {column} {kind}")
+                current = kind
+            elif current != kind and current != "VARCHAR":
+                current = "DOUBLE" if {current, kind} <= _NUMERIC else "VARCHAR"
+                if current != existing[name]:
+                    conn.execute(f"ALTER TABLE {quote(table)} ALTER COLUMN {column} TYPE {current}")
+            selected.append(f"CAST({column} AS {current}) AS {column}" if current != kind else column)
+        return selected
+
+    def count(self, table: str) -> int:
+        with self.connect(read_only=True) as conn:
+            return conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]  # type: ignore[index]

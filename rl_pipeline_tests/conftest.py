@@ -1,0 +1,72 @@
+"""Shared fixtures: the demo API on a real socket, real DuckDB and SQLite files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rl_pipeline.demo_api import DemoApiConfig, DemoApiServer, day_records
+from rl_pipeline.warehouse import Warehouse
+
+TOKEN = "test-token-5f3a9c"
+
+# 2024-01-04 has 1,344 records, 2024-01-09 none (seed 42).
+DAYS = ["2024-01-03", "2024-01-04", "2024-01-09"]
+
+
+@pytest.fixture
+def make_demo_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., DemoApiServer]]:
+    """Start demo APIs with chosen settings; the latest one is what the sources file points at."""
+    servers: list[DemoApiServer] = []
+
+    def start(**config: Any) -> DemoApiServer:
+        server = DemoApiServer(DemoApiConfig(**{"token": TOKEN, "rate": 200, "burst": 50, **config})).start()
+        servers.append(server)
+        monkeypatch.setenv("RL_DEMO_API_URL", server.url)
+        monkeypatch.setenv("RL_DEMO_API_TOKEN", TOKEN)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def demo_api(make_demo_api: Callable[..., DemoApiServer]) -> DemoApiServer:
+    return make_demo_api()
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Warehouse:
+    return Warehouse(tmp_path / "warehouse.duckdb")
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/state.sqlite"
+
+
+def expected_rows(days: list[str], seed: int = 42) -> dict[str, dict[str, Any]]:
+    """The demo API's own dataset for `days`, keyed by id, nested values as parsed JSON."""
+    return {r["id"]: r for day in days for r in day_records(seed, date.fromisoformat(day))}
+
+
+def table_rows(warehouse: Warehouse, table: str) -> tuple[int, dict[str, dict[str, Any]]]:
+    """(row count, rows keyed by id) of a warehouse table, bookkeeping columns dropped."""
+    with warehouse.connect(read_only=True) as conn:
+        cursor = conn.execute(f'SELECT * FROM "{table}"')
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    out = {}
+    for row in rows:
+        assert row.pop("_partition") == row["created_at"][:10]
+        row.pop("_fetched_at")
+        for name in ("customer", "tags"):
+            row[name] = json.loads(row[name])
+        out[row["id"]] = row
+    return len(rows), out
