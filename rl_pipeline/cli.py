@@ -18,6 +18,13 @@ from rl_pipeline.warehouse import Warehouse, WarehouseError
 DEMO_TOKEN = "demo-token"
 
 
+def _interrupt_on_signals() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, even where a parent shell had
+    them ignored; children started afterwards get the default handling back."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
+
+
 def _positive(kind: type) -> object:
     def parse(raw: str) -> float:
         value = kind(raw)
@@ -38,10 +45,10 @@ def cmd_demo_api(args: argparse.Namespace) -> int:
     )
     server = DemoApiServer(config, host=args.host, port=args.port)
     print(f"demo API on {server.url} ({config.rate:g} req/s, burst {config.burst})", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _interrupt_on_signals()
     try:
         server.serve_forever()
-    except (KeyboardInterrupt, SystemExit):
+    except KeyboardInterrupt:
         pass
     finally:
         server.stop()
@@ -56,6 +63,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     env["RL_DEMO_API_URL"] = f"http://127.0.0.1:{args.api_port}"
     env.setdefault("DAGSTER_HOME", str(root / "dagster_home"))
     Path(env["DAGSTER_HOME"]).mkdir(exist_ok=True)
+    _interrupt_on_signals()
     api = subprocess.Popen(
         [sys.executable, "-m", "rl_pipeline.cli", "demo-api", "--host", "127.0.0.1", "--port", str(args.api_port)],
         env=env,

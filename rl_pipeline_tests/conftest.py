@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -11,6 +17,7 @@ from typing import Any
 import pytest
 
 from rl_pipeline.demo_api import DemoApiConfig, DemoApiServer, day_records
+from rl_pipeline.state import StateStore, open_store
 from rl_pipeline.warehouse import Warehouse
 
 TOKEN = "test-token-5f3a9c"
@@ -70,3 +77,75 @@ def table_rows(warehouse: Warehouse, table: str) -> tuple[int, dict[str, dict[st
             row[name] = json.loads(row[name])
         out[row["id"]] = row
     return len(rows), out
+
+
+def _required(name: str) -> bool:
+    return os.environ.get(f"RL_REQUIRE_{name}") == "1"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A reachable Redis: $RL_REDIS_URL (default the local one), else a `redis-server`
+    from PATH on a free port. Skipped when neither exists, unless RL_REQUIRE_REDIS=1."""
+    import redis
+
+    url = os.environ.get("RL_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        yield url
+        return
+    except redis.RedisError:
+        pass
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if _required("REDIS"):
+            pytest.fail(f"RL_REQUIRE_REDIS=1 but no Redis at {url} and no redis-server on PATH")
+        pytest.skip(f"no Redis at {url} and no redis-server on PATH")
+    port = _free_port()
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.RedisError:
+            if time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"redis-server on port {port} did not start")
+            time.sleep(0.05)
+    yield url
+    server.terminate()
+    server.wait()
+
+
+STORE_KINDS = ["memory", "sqlite", "redis"]
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    """The same tests against every state store."""
+    if request.param == "memory":
+        url = "memory://"
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/state.sqlite"
+    else:
+        url = request.getfixturevalue("redis_url")
+    opened = open_store(url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A fresh limiter namespace, so tests sharing one Redis never share state."""
+    return f"test-{uuid.uuid4().hex[:12]}"

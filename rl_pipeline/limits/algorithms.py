@@ -12,8 +12,10 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-# Float slack so that a wait computed here, once slept, always grants.
-EPS = 1e-9
+# A time tolerance in seconds. Epoch seconds as floats round to ~0.24 µs, so
+# a wait computed here and slept might land just short of the instant it
+# aimed at; every threshold is EPS lenient so that it still grants.
+EPS = 1e-6
 
 
 class Algorithm(StrEnum):
@@ -89,7 +91,7 @@ def _token_bucket(state: list[float], limit: Limit, now: float, cost: float) -> 
         last = max(last, now)
     else:
         tokens, last = capacity, now
-    if tokens + EPS >= cost:
+    if tokens + EPS * refill >= cost:
         return Verdict(True, [tokens - cost, last], 0.0)
     return Verdict(False, [tokens, last], (cost - tokens) / refill)
 
@@ -107,29 +109,29 @@ def _leaky_bucket(state: list[float], limit: Limit, now: float, cost: float) -> 
 
 def _sliding_window_log(state: list[float], limit: Limit, now: float, cost: float) -> Verdict:
     # state is flat pairs: [t0, cost0, t1, cost1, ...], oldest first.
-    pairs = [(state[i], state[i + 1]) for i in range(0, len(state), 2) if state[i] > now - limit.period]
+    pairs = [(state[i], state[i + 1]) for i in range(0, len(state), 2) if state[i] > now - limit.period + EPS]
     used = sum(c for _, c in pairs)
-    if used + cost <= limit.rate + EPS:
+    if used + cost <= limit.rate:
         pairs.append((now, cost))
         return Verdict(True, [x for pair in pairs for x in pair], 0.0)
     wait = 0.0
     for t, c in pairs:
         used -= c
         wait = t + limit.period - now
-        if used + cost <= limit.rate + EPS:
+        if used + cost <= limit.rate:
             break
     return Verdict(False, [x for pair in pairs for x in pair], wait)
 
 
 def _sliding_window_counter(state: list[float], limit: Limit, now: float, cost: float) -> Verdict:
     period, rate = limit.period, limit.rate
-    window = math.floor(now / period) * period
+    window = math.floor((now + EPS) / period) * period
     start, previous, current = state if state else (window, 0.0, 0.0)
     if start != window:
         previous = current if start == window - period else 0.0
         current = 0.0
-    elapsed = (now - window) / period
-    if previous * (1 - elapsed) + current + cost <= rate + EPS:
+    elapsed = (now + EPS - window) / period
+    if previous * (1 - elapsed) + current + cost <= rate:
         return Verdict(True, [window, previous, current + cost], 0.0)
     room = rate - current - cost
     if room >= 0 and previous > 0:

@@ -2,7 +2,7 @@
 -- KEYS: one state key per limit.
 -- ARGV: now, cost, dry_run (0/1), then per key: algorithm, rate, period, capacity, ttl.
 -- Returns the wait in seconds as a string ("0" when granted).
-local EPS = 1e-9
+local EPS = 1e-6
 local now = tonumber(ARGV[1])
 local cost = tonumber(ARGV[2])
 local dry_run = ARGV[3] == "1"
@@ -29,7 +29,7 @@ local function token_bucket(s, rate, period, capacity)
     tokens = math.min(capacity, s[1] + math.max(0, now - s[2]) * refill)
     last = math.max(s[2], now)
   end
-  if tokens + EPS >= cost then return true, {tokens - cost, last}, 0 end
+  if tokens + EPS * refill >= cost then return true, {tokens - cost, last}, 0 end
   return false, {tokens, last}, (cost - tokens) / refill
 end
 
@@ -46,11 +46,11 @@ end
 local function sliding_window_log(s, rate, period, capacity)
   local kept, used = {}, 0
   for i = 1, #s, 2 do
-    if s[i] > now - period then
+    if s[i] > now - period + EPS then
       kept[#kept + 1] = s[i]; kept[#kept + 1] = s[i + 1]; used = used + s[i + 1]
     end
   end
-  if used + cost <= rate + EPS then
+  if used + cost <= rate then
     kept[#kept + 1] = now; kept[#kept + 1] = cost
     return true, kept, 0
   end
@@ -58,21 +58,21 @@ local function sliding_window_log(s, rate, period, capacity)
   for i = 1, #kept, 2 do
     used = used - kept[i + 1]
     wait = kept[i] + period - now
-    if used + cost <= rate + EPS then break end
+    if used + cost <= rate then break end
   end
   return false, kept, wait
 end
 
 local function sliding_window_counter(s, rate, period, capacity)
-  local window = math.floor(now / period) * period
+  local window = math.floor((now + EPS) / period) * period
   local start, previous, current = window, 0, 0
   if #s > 0 then start, previous, current = s[1], s[2], s[3] end
   if start ~= window then
     if start == window - period then previous = current else previous = 0 end
     current = 0
   end
-  local elapsed = (now - window) / period
-  if previous * (1 - elapsed) + current + cost <= rate + EPS then
+  local elapsed = (now + EPS - window) / period
+  if previous * (1 - elapsed) + current + cost <= rate then
     return true, {window, previous, current + cost}, 0
   end
   local room = rate - current - cost

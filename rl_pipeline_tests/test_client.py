@@ -1,0 +1,103 @@
+"""The HTTP client against the demo API over a real socket."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date
+
+import pytest
+
+from rl_pipeline.client import ApiClient, ApiError, MissingTokenError, parse_retry_after
+from rl_pipeline.demo_api import day_records
+from rl_pipeline.retry import RetryPolicy
+from rl_pipeline.sources import RateLimitSpec, load_sources
+from rl_pipeline.state import open_store
+from rl_pipeline_tests.conftest import TOKEN
+
+
+def demo_client(rate: float, burst: float, store_url: str = "memory://", **kwargs) -> ApiClient:
+    spec = load_sources().apis["demo"]
+    spec = spec.model_copy(update={"rate_limits": [RateLimitSpec(rate=rate, burst=burst)]})
+    return ApiClient("demo", spec, token=kwargs.pop("token", TOKEN), store=open_store(store_url), **kwargs)
+
+
+def most_in_any_window(times: list[float], window: float = 1.0) -> int:
+    times = sorted(times)
+    return max((sum(1 for t in times[i:] if t < start + window) for i, start in enumerate(times)), default=0)
+
+
+def test_the_client_stays_under_the_published_limit_measured_by_the_server(make_demo_api) -> None:
+    server = make_demo_api(rate=10, burst=5)
+    client = demo_client(rate=10, burst=5)
+    days = [date(2024, 1, 4), date(2024, 1, 5)]  # 1,344 + 227 records: 16 + 3 pages of 100
+    got = [r for day in days for page in client.fetch_day("events_offset", day) for r in page.records]
+    assert got == [r for day in days for r in day_records(42, day)]
+    stats = server.api.stats()
+    assert stats["by_status"] == {"200": client.stats.requests}
+    times = [t for t, _, _ in stats["requests"]]
+    assert most_in_any_window(times) <= 10 + 5
+    # The steady rate is the published one: 19 requests, 4 of them from the burst.
+    assert times[-1] - times[0] == pytest.approx((len(times) - 4) / 10, abs=0.35)
+
+
+def test_the_client_recovers_from_429s_and_honours_retry_after(make_demo_api) -> None:
+    server = make_demo_api(rate=4, burst=2)
+    client = demo_client(rate=100, burst=100, retry=RetryPolicy(base_delay=0.05))  # believes in a 25x higher limit
+    day = date(2024, 1, 5)
+    got = [r for page in client.fetch_day("events_cursor", day) for r in page.records]
+    assert got == day_records(42, day)
+    assert client.stats.rate_limited > 0
+    assert client.stats.statuses["429"] == client.stats.rate_limited == client.stats.retries
+    log = server.api.stats()["requests"]
+    for (t, status, _), (t_next, _, _) in itertools.pairwise(log):
+        if status == 429:
+            assert t_next - t >= 1.0 - 0.05  # the demo API says Retry-After: 1
+
+
+def test_a_4xx_fails_at_once_naming_the_page_and_the_server_message(demo_api) -> None:
+    client = demo_client(rate=100, burst=10)
+    endpoint = client.spec.endpoints["events_offset"]
+    too_big = endpoint.pagination.model_copy(update={"page_size": 5000})
+    bad = endpoint.model_copy(update={"pagination": too_big})
+    client.spec = client.spec.model_copy(update={"endpoints": {"events_offset": bad}})
+    with pytest.raises(ApiError) as caught:
+        list(client.fetch_day("events_offset", date(2024, 1, 4)))
+    message = str(caught.value)
+    assert "source demo.events_offset, partition 2024-01-04, page 1: HTTP 400" in message
+    assert "limit must be between 1 and 100" in message
+    assert demo_api.api.stats()["by_status"] == {"400": 1}
+
+
+def test_a_token_is_required_when_the_source_names_one() -> None:
+    with pytest.raises(MissingTokenError, match="set the environment variable RL_DEMO_API_TOKEN"):
+        demo_client(rate=1, burst=1, token=None)
+
+
+def test_the_token_stays_out_of_reprs_and_errors(make_demo_api) -> None:
+    make_demo_api(token="the-real-one")
+    client = demo_client(rate=100, burst=10, token="sk_live_wrong_token")
+    with pytest.raises(ApiError) as caught:
+        list(client.fetch_day("events_link", date(2024, 1, 4)))
+    assert "HTTP 401" in str(caught.value)
+    for text in (str(caught.value), repr(client), repr(client.stats)):
+        assert "sk_live_wrong_token" not in text
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("3", 3.0),
+        ("0", 0.0),
+        ("1.5", 1.5),
+        ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),
+    ],
+)
+def test_retry_after_is_read_as_seconds_or_http_date(header: str, expected: float) -> None:
+    now = 1445412480.0  # 2015-10-21 07:28:00 UTC
+    assert parse_retry_after(header, now) == pytest.approx(expected)
+
+
+def test_retry_after_garbage_is_ignored() -> None:
+    assert parse_retry_after("soon", 0.0) is None
+    assert parse_retry_after(None, 0.0) is None

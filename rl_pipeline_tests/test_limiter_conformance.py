@@ -1,0 +1,168 @@
+"""One conformance suite for every algorithm on every state store, on an injected clock."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rl_pipeline.clock import FakeClock
+from rl_pipeline.limits import Algorithm, Limit, RateLimiter, RateLimitTimeout
+from rl_pipeline.state import StateStore
+
+TOL = 1e-5
+
+
+def limiter(store: StateStore, namespace: str, clock: FakeClock, **limits: Limit) -> RateLimiter:
+    return RateLimiter(store, limits, namespace=namespace, clock=clock)
+
+
+def test_token_bucket_grants_the_burst_then_one_per_interval(store, namespace) -> None:
+    clock = FakeClock()
+    rl = limiter(store, namespace, clock, second=Limit(rate=10, burst=5))
+    assert [rl.try_acquire() for _ in range(6)] == [True] * 5 + [False]
+    assert rl.wait_time() == pytest.approx(0.1)
+    clock.advance(0.1)
+    assert rl.try_acquire()
+    assert not rl.try_acquire()
+    clock.advance(3600)  # a long idle refills to the burst, never beyond
+    assert [rl.try_acquire() for _ in range(6)] == [True] * 5 + [False]
+
+
+def test_leaky_bucket_spaces_grants_evenly(store, namespace) -> None:
+    clock = FakeClock()
+    rl = limiter(store, namespace, clock, steady=Limit(rate=4, algorithm=Algorithm.LEAKY_BUCKET))
+    assert rl.try_acquire()
+    assert not rl.try_acquire()
+    assert rl.wait_time() == pytest.approx(0.25)
+    grants = []
+    for _ in range(4):
+        rl.acquire()
+        grants.append(clock.now())
+    gaps = [b - a for a, b in itertools.pairwise(grants)]
+    assert gaps == pytest.approx([0.25] * 3)
+
+
+def test_sliding_window_log_frees_capacity_exactly_one_period_later(store, namespace) -> None:
+    clock = FakeClock()
+    rl = limiter(store, namespace, clock, window=Limit(rate=3, period=1, algorithm=Algorithm.SLIDING_WINDOW_LOG))
+    for _ in range(3):
+        assert rl.try_acquire()
+        clock.advance(0.2)
+    assert not rl.try_acquire()  # t=0.6: grants at 0, 0.2, 0.4 are all in the window
+    assert rl.wait_time() == pytest.approx(0.4)  # the first leaves at t=1.0
+    clock.advance(0.399)
+    assert not rl.try_acquire()
+    clock.advance(0.001)
+    assert rl.try_acquire()
+    assert not rl.try_acquire()
+
+
+def test_sliding_window_counter_weighs_the_previous_window(store, namespace) -> None:
+    clock = FakeClock(start=1_700_000_000.0)  # a whole second: windows align with it
+    rl = limiter(store, namespace, clock, window=Limit(rate=10, period=1, algorithm=Algorithm.SLIDING_WINDOW_COUNTER))
+    assert all(rl.try_acquire() for _ in range(10))
+    assert not rl.try_acquire()
+    clock.advance(1.5)  # next window, half of the previous one still counts: 5 used
+    assert sum(rl.try_acquire() for _ in range(10)) == 5
+
+
+def test_a_denial_by_one_limit_takes_nothing_from_the_others(store, namespace) -> None:
+    clock = FakeClock()
+    per_second = Limit(rate=100, burst=100)
+    per_minute = Limit(rate=3, period=60, algorithm=Algorithm.SLIDING_WINDOW_LOG)
+    both = limiter(store, namespace, clock, second=per_second, minute=per_minute)
+    assert [both.try_acquire() for _ in range(5)] == [True, True, True, False, False]
+    # The per-second bucket was charged 3 times, not 5: 97 tokens remain.
+    only_second = limiter(store, namespace, clock, second=per_second)
+    assert sum(only_second.try_acquire() for _ in range(100)) == 97
+
+
+def test_dry_run_and_timeouts_consume_nothing(store, namespace) -> None:
+    clock = FakeClock()
+    rl = limiter(store, namespace, clock, second=Limit(rate=1, burst=1))
+    assert rl.wait_time() == 0.0
+    assert rl.wait_time() == 0.0
+    assert rl.try_acquire()
+    with pytest.raises(RateLimitTimeout, match=r"no grant within 0\.5s"):
+        rl.acquire(timeout=0.5)
+    assert clock.slept == []
+    assert rl.acquire(timeout=1.0) == pytest.approx(1.0)
+
+
+def test_a_cost_above_capacity_is_refused_at_once(store, namespace) -> None:
+    rl = limiter(store, namespace, FakeClock(), second=Limit(rate=10, burst=3))
+    with pytest.raises(ValueError, match="never grantable"):
+        rl.acquire(cost=4)
+
+
+def test_two_limiters_on_one_store_share_one_budget(store, namespace) -> None:
+    clock = FakeClock()
+    a = limiter(store, namespace, clock, second=Limit(rate=10, burst=4))
+    b = limiter(store, namespace, clock, second=Limit(rate=10, burst=4))
+    assert [a.try_acquire(), b.try_acquire(), a.try_acquire(), b.try_acquire(), a.try_acquire()] == [True] * 4 + [False]
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "10"])
+def test_limits_reject_non_positive_or_non_numeric_rates(bad) -> None:
+    with pytest.raises(ValueError, match="rate must be a positive number"):
+        Limit(rate=bad)
+
+
+def keeps_promise(limit: Limit, grants: list[tuple[float, float]]) -> bool:
+    """Whether the grants (time, cost) keep the promise in Limit's docstring."""
+    if limit.algorithm in (Algorithm.TOKEN_BUCKET, Algorithm.LEAKY_BUCKET):
+        for i, (ti, _) in enumerate(grants):
+            total = 0.0
+            for tj, cj in grants[i:]:
+                total += cj
+                if total > limit.capacity + limit.rate * (tj - ti) / limit.period + TOL:
+                    return False
+        return True
+    if limit.algorithm is Algorithm.SLIDING_WINDOW_LOG:
+        return all(
+            sum(c for t, c in grants if ti <= t < ti + limit.period - TOL) <= limit.rate + TOL for ti, _ in grants
+        )
+    by_window: dict[int, float] = {}
+    for t, c in grants:
+        key = int(t // limit.period)
+        by_window[key] = by_window.get(key, 0) + c
+    aligned = all(total <= limit.rate + TOL for total in by_window.values())
+    sliding = all(sum(c for t, c in grants if ti <= t < ti + limit.period) < 2 * limit.rate for ti, _ in grants)
+    return aligned and sliding
+
+
+LIMITS = st.builds(
+    Limit,
+    rate=st.sampled_from([1, 2.5, 5, 10]),
+    period=st.sampled_from([0.5, 1, 3]),
+    burst=st.one_of(st.none(), st.sampled_from([2, 4])),
+    algorithm=st.sampled_from(list(Algorithm)),
+)
+# Gaps: back-to-back (bursts), anything in between, and idle spells that refill everything.
+GAPS = st.one_of(st.just(0.0), st.floats(0, 0.7, allow_nan=False), st.just(10.0))
+STEPS = st.lists(st.tuples(GAPS, st.sampled_from([1, 1, 1, 2])), max_size=40)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(limit=LIMITS, steps=STEPS, wait_after_denial=st.booleans())
+def test_no_sequence_of_acquires_breaks_the_promise(store, limit, steps, wait_after_denial) -> None:
+    clock = FakeClock(start=1_700_000_000.25)
+    rl = limiter(store, uuid.uuid4().hex, clock, only=limit)
+    grants = []
+    for dt, asked in steps:
+        cost = min(asked, limit.capacity)
+        clock.advance(dt)
+        if rl.try_acquire(cost):
+            grants.append((clock.now(), cost))
+        elif wait_after_denial:
+            # The promised wait is enough: after it, the same request is granted.
+            wait = rl.wait_time(cost)
+            assert wait > 0
+            clock.advance(wait)
+            assert rl.try_acquire(cost), f"still denied {wait}s after the wait it announced"
+            grants.append((clock.now(), cost))
+    assert keeps_promise(limit, grants)

@@ -1,0 +1,127 @@
+"""Bad sources files are rejected at load, naming the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rl_pipeline.sources import SHIPPED_SOURCES, SourceFileError, load_sources
+
+
+def write_variant(tmp_path: Path, change) -> Path:
+    data = yaml.safe_load(SHIPPED_SOURCES.read_text())
+    change(data)
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def api(data):
+    return data["apis"]["demo"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        (lambda d: api(d)["rate_limits"][0].update(rate=0), "apis.demo.rate_limits.0.rate", "greater than 0"),
+        (lambda d: api(d)["rate_limits"][0].update(rate=-5), "apis.demo.rate_limits.0.rate", "greater than 0"),
+        (lambda d: api(d)["rate_limits"][0].update(rate="fast"), "apis.demo.rate_limits.0.rate", "valid number"),
+        (lambda d: api(d)["rate_limits"][0].update(period=0), "apis.demo.rate_limits.0.period", "greater than 0"),
+        (lambda d: api(d)["rate_limits"][0].update(burst=0), "apis.demo.rate_limits.0.burst", "greater than or equal"),
+        (lambda d: api(d).update(rate_limits=[]), "apis.demo.rate_limits", "at least 1"),
+        (lambda d: api(d).update(base_url="ftp://x"), "apis.demo.base_url", "http://"),
+        (lambda d: api(d).pop("start_date"), "apis.demo.start_date", "Field required"),
+        (
+            lambda d: api(d)["endpoints"]["events_link"]["pagination"].update(style="magic"),
+            "apis.demo.endpoints.events_link.pagination",
+            "does not match any of the expected tags",
+        ),
+        (
+            lambda d: api(d)["endpoints"]["events_link"].update(table="x; DROP TABLE y"),
+            "apis.demo.endpoints.events_link.table",
+            "not a valid name",
+        ),
+        (
+            lambda d: api(d)["endpoints"]["events_link"].update(page_sise=5),
+            "apis.demo.endpoints.events_link.page_sise",
+            "Extra inputs are not permitted",
+        ),
+        (
+            lambda d: api(d)["endpoints"]["events_link"].update(day={"format": "%Y"}),
+            "apis.demo.endpoints.events_link.day",
+            "either `param`",
+        ),
+    ],
+)
+def test_a_bad_field_is_named_with_the_file(tmp_path: Path, change, field: str, reason: str) -> None:
+    path = write_variant(tmp_path, change)
+    with pytest.raises(SourceFileError) as caught:
+        load_sources(path)
+    message = str(caught.value)
+    assert message.startswith(f"sources file {path}: ")
+    assert field in message and reason in message
+
+
+def test_two_endpoints_may_not_share_a_table(tmp_path: Path) -> None:
+    path = write_variant(tmp_path, lambda d: api(d)["endpoints"]["events_link"].update(table="events_offset"))
+    with pytest.raises(SourceFileError, match=r"table 'events_offset' is written by both demo\.events_"):
+        load_sources(path)
+
+
+def test_missing_and_unparseable_files(tmp_path: Path) -> None:
+    with pytest.raises(SourceFileError, match="not found"):
+        load_sources(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("apis: [unclosed")
+    with pytest.raises(SourceFileError, match=f"sources file {broken}: not valid YAML"):
+        load_sources(broken)
+
+
+def test_the_environment_variable_picks_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_variant(tmp_path, lambda d: api(d).update(start_date="2020-02-02"))
+    monkeypatch.setenv("RL_SOURCES_FILE", str(path))
+    assert str(load_sources().apis["demo"].start_date) == "2020-02-02"
+
+
+def test_common_public_api_shapes_need_no_code(tmp_path: Path) -> None:
+    """Stripe-style cursor lists and GitHub-style Link headers are configuration."""
+    path = tmp_path / "public.yaml"
+    path.write_text(
+        """
+apis:
+  stripe:
+    base_url: https://api.stripe.com
+    token_env: STRIPE_API_KEY
+    start_date: "2023-01-01"
+    rate_limits: [{rate: 25, burst: 25}]
+    endpoints:
+      charges:
+        path: /v1/charges
+        day: {start_param: "created[gte]", end_param: "created[lt]", format: epoch}
+        pagination: {style: cursor, cursor_param: starting_after, cursor_path: null,
+                     cursor_record_field: id, has_more_path: has_more, limit_param: limit, page_size: 100}
+        records_path: data
+        table: stripe_charges
+  github:
+    base_url: https://api.github.com
+    token_env: GITHUB_TOKEN
+    start_date: "2023-01-01"
+    rate_limits: [{name: hourly, rate: 5000, period: 3600, algorithm: sliding_window_counter}]
+    endpoints:
+      issues:
+        path: /repos/dagster-io/dagster/issues
+        day: {param: since, format: iso}
+        params: {state: all}
+        pagination: {style: link, size_param: per_page, page_size: 100}
+        table: github_issues
+"""
+    )
+    sources = load_sources(path)
+    charges = sources.apis["stripe"].endpoints["charges"]
+    assert charges.day.params(__import__("datetime").date(2023, 5, 1)) == {
+        "created[gte]": "1682899200",
+        "created[lt]": "1682985600",
+    }
+    assert sources.apis["github"].rate_limits[0].to_limit().rate == 5000
