@@ -14,13 +14,13 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
 from rl_pipeline.limits import RateLimiter
+from rl_pipeline.limits.headers import read_server_limit
 from rl_pipeline.pagination import PageRequest, PaginationError, dig, first_page, next_page
 from rl_pipeline.retry import RetryPolicy
 from rl_pipeline.sources import ApiSpec, EndpointSpec
@@ -78,21 +78,6 @@ class Page:
 def credential_fingerprint(token: str | None) -> str:
     """A short, non-reversible name for a credential: budgets are per API + credential."""
     return hashlib.sha256((token or "").encode()).hexdigest()[:12]
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """`Retry-After` as seconds from `now`: delta-seconds or an HTTP date (past dates give 0)."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
 
 
 class ApiClient:
@@ -174,7 +159,7 @@ class ApiClient:
         for attempt in range(self.retry.max_attempts):
             self.stats.add(limiter_wait_s=limiter.acquire(timeout=self.retry.deadline))
             self.stats.add(requests=1)
-            outcome, retry_after = self._try_once(request, where)
+            outcome, retry_after = self._try_once(request, where, limiter)
             if not isinstance(outcome, str):
                 return outcome
             problem = outcome
@@ -188,8 +173,12 @@ class ApiClient:
             self.clock.sleep(delay)
         raise ApiError(f"{where}: {problem}; gave up after {self.retry.max_attempts} attempts")
 
-    def _try_once(self, request: PageRequest, where: str) -> tuple[Any, float | None]:
-        """((body, links), None) on success, else (why it failed, Retry-After)."""
+    def _try_once(self, request: PageRequest, where: str, limiter: RateLimiter) -> tuple[Any, float | None]:
+        """((body, links), None) on success, else (why it failed, how long the server asked to wait).
+
+        A 429, or a budget the server reports spent, pauses every worker that
+        shares this budget, not only this one.
+        """
         try:
             response = self._session.get(request.url, params=request.params, timeout=self.timeout)
         except (requests.Timeout, requests.ConnectionError) as exc:
@@ -197,13 +186,14 @@ class ApiClient:
             return f"{type(exc).__name__} from {self._path(request)}", None
         status = response.status_code
         self.stats.count_status(str(status))
+        server = read_server_limit(response.headers, self.clock.now())
         if status == 429:
             self.stats.add(rate_limited=1)
+        if (status == 429 or server.exhausted) and server.pause_for:
+            limiter.pause(server.pause_for)
         if status in RETRY_STATUSES:
-            return (
-                f"HTTP {status} from {self._path(request)}: {self._server_message(response)}",
-                parse_retry_after(response.headers.get("Retry-After"), self.clock.now()),
-            )
+            wait = server.pause_for if status == 429 else server.retry_after
+            return f"HTTP {status} from {self._path(request)}: {self._server_message(response)}", wait
         if status >= 400:
             raise ApiError(
                 f"{where}: HTTP {status} from {self._path(request)}: {self._server_message(response)}", status

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from rl_pipeline.client import ApiClient, ApiError, MissingTokenError, parse_retry_after
+from rl_pipeline.client import ApiClient, ApiError, MissingTokenError
 from rl_pipeline.demo_api import day_records
 from rl_pipeline.retry import RetryPolicy
 from rl_pipeline.sources import RateLimitSpec, load_sources
@@ -41,7 +41,7 @@ def test_the_client_stays_under_the_published_limit_measured_by_the_server(make_
 
 
 def test_the_client_recovers_from_429s_and_honours_retry_after(make_demo_api) -> None:
-    server = make_demo_api(rate=4, burst=2)
+    server = make_demo_api(rate=4, burst=2, limit_headers=False)
     client = demo_client(rate=100, burst=100, retry=RetryPolicy(base_delay=0.05))  # believes in a 25x higher limit
     day = date(2024, 1, 5)
     got = [r for page in client.fetch_day("events_cursor", day) for r in page.records]
@@ -83,21 +83,12 @@ def test_the_token_stays_out_of_reprs_and_errors(make_demo_api) -> None:
         assert "sk_live_wrong_token" not in text
 
 
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        ("3", 3.0),
-        ("0", 0.0),
-        ("1.5", 1.5),
-        ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),
-        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),
-    ],
-)
-def test_retry_after_is_read_as_seconds_or_http_date(header: str, expected: float) -> None:
-    now = 1445412480.0  # 2015-10-21 07:28:00 UTC
-    assert parse_retry_after(header, now) == pytest.approx(expected)
-
-
-def test_retry_after_garbage_is_ignored() -> None:
-    assert parse_retry_after("soon", 0.0) is None
-    assert parse_retry_after(None, 0.0) is None
+def test_the_client_learns_the_limit_from_rate_limit_headers(make_demo_api) -> None:
+    server = make_demo_api(rate=8, burst=2)
+    client = demo_client(rate=100, burst=100)  # believes in a 12x higher limit
+    day = date(2024, 1, 4)  # 14 pages
+    got = [r for page in client.fetch_day("events_link", day) for r in page.records]
+    assert got == day_records(42, day)
+    # X-RateLimit-Remaining: 0 with its Reset pauses the client before the server has to say 429.
+    assert server.api.stats()["by_status"] == {"200": client.stats.requests}
+    assert client.stats.limiter_wait_s > 0.5

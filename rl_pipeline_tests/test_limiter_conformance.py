@@ -166,3 +166,15 @@ def test_no_sequence_of_acquires_breaks_the_promise(store, limit, steps, wait_af
             assert rl.try_acquire(cost), f"still denied {wait}s after the wait it announced"
             grants.append((clock.now(), cost))
     assert keeps_promise(limit, grants)
+
+
+def test_a_pause_holds_back_every_limiter_sharing_the_budget(store, namespace) -> None:
+    clock = FakeClock()
+    a = limiter(store, namespace, clock, second=Limit(rate=10, burst=10))
+    b = limiter(store, namespace, clock, second=Limit(rate=10, burst=10))
+    a.pause(2.0)
+    b.pause(0.5)  # a shorter pause never cuts a longer one short
+    assert not b.try_acquire()
+    assert b.wait_time() == pytest.approx(2.0)
+    assert b.acquire() == pytest.approx(2.0)
+    assert a.try_acquire()

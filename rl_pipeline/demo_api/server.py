@@ -9,7 +9,8 @@ Endpoints, one per pagination style, all serving the same dataset:
 Like a strict third-party API it wants `Authorization: Bearer <token>` (401),
 rejects malformed parameters (400), enforces a token bucket (429 with
 `Retry-After`) and a daily quota (429 saying so), and sends
-`X-RateLimit-Limit/-Remaining/-Reset` on every response.
+`X-RateLimit-Limit/-Remaining/-Reset` on every response (Reset in seconds
+until Remaining next grows).
 
 Out of band, for tests and benchmarks: GET /_admin/stats (what was served,
 with arrival times) and POST /_admin/reset.
@@ -42,6 +43,7 @@ class DemoApiConfig:
     daily_quota: int = 1_000_000
     seed: int = 42
     token: str = "demo-token"
+    limit_headers: bool = True  # False: an API that publishes nothing about its limit
 
 
 class BadRequest(ValueError):
@@ -103,12 +105,15 @@ class DemoApi:
             return 200, headers, None
 
     def _limit_headers(self) -> dict[str, str]:
+        if not self.config.limit_headers:
+            return {}
+        # Reset: seconds until Remaining next grows by one (a token bucket has no window to reset).
         bucket = self.bucket
-        full_in = (bucket.burst - bucket.tokens) / bucket.rate
+        next_in_ms = math.ceil((1 - bucket.tokens % 1) / bucket.rate * 1000)
         return {
             "X-RateLimit-Limit": str(bucket.burst),
             "X-RateLimit-Remaining": str(int(bucket.tokens)),
-            "X-RateLimit-Reset": str(math.ceil(time.time() + full_in)),
+            "X-RateLimit-Reset": f"{next_in_ms / 1000:.3f}",
         }
 
     def record(self, status: int, path: str) -> None:

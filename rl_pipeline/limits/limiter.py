@@ -39,6 +39,7 @@ class RateLimiter:
         self.limits = dict(limits)
         # {namespace} is a Redis hash tag: all of one limiter's keys share a slot.
         self._keyed = [(f"rl:{{{namespace}}}:limit:{name}", limit) for name, limit in self.limits.items()]
+        self._pause_key = f"rl:{{{namespace}}}:pause"
 
     def _check_cost(self, cost: float) -> None:
         for name, limit in self.limits.items():
@@ -47,15 +48,21 @@ class RateLimiter:
                     f"cost {cost} exceeds the capacity {limit.capacity} of limit {name!r}: never grantable"
                 )
 
+    def pause(self, seconds: float) -> None:
+        """Hold back every worker sharing this budget for `seconds` (e.g. the
+        server's Retry-After): one worker's 429 keeps all the others quiet."""
+        if seconds > 0:
+            self.store.pause(self._pause_key, self.clock.now() + seconds)
+
     def try_acquire(self, cost: float = 1) -> bool:
         """Take `cost` now if every limit allows it; never waits."""
         self._check_cost(cost)
-        return self.store.acquire(self._keyed, cost, self.clock.now()) == 0.0
+        return self.store.acquire(self._keyed, cost, self.clock.now(), pause_key=self._pause_key) == 0.0
 
     def wait_time(self, cost: float = 1) -> float:
         """Seconds until `cost` could be granted, if nobody else takes it first."""
         self._check_cost(cost)
-        return self.store.acquire(self._keyed, cost, self.clock.now(), dry_run=True)
+        return self.store.acquire(self._keyed, cost, self.clock.now(), pause_key=self._pause_key, dry_run=True)
 
     def acquire(self, cost: float = 1, timeout: float | None = None) -> float:
         """Block until `cost` is granted; return the seconds spent waiting.
@@ -67,7 +74,7 @@ class RateLimiter:
         start = self.clock.now()
         while True:
             now = self.clock.now()
-            wait = self.store.acquire(self._keyed, cost, now)
+            wait = self.store.acquire(self._keyed, cost, now, pause_key=self._pause_key)
             if wait == 0.0:
                 return now - start
             if timeout is not None and now + wait - start > timeout:

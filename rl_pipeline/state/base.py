@@ -13,15 +13,29 @@ class StateStore(ABC):
     """Shared, atomic state for every worker that talks to one API.
 
     `acquire` decides several limits at once: either every limit grants
-    `cost`, or none is charged and the longest wait is returned.
+    `cost`, or none is charged and the longest wait is returned. A pause
+    (set by `pause`, e.g. after a 429) holds every grant back until it ends.
     """
 
     url: str
 
     @abstractmethod
-    def acquire(self, limits: Sequence[tuple[str, Limit]], cost: float, now: float, *, dry_run: bool = False) -> float:
+    def acquire(
+        self,
+        limits: Sequence[tuple[str, Limit]],
+        cost: float,
+        now: float,
+        *,
+        pause_key: str | None = None,
+        dry_run: bool = False,
+    ) -> float:
         """Charge `cost` to every `(key, limit)` and return 0.0, or charge none
         and return the seconds to wait. `dry_run` decides without charging."""
+
+    @abstractmethod
+    def pause(self, key: str, until: float) -> None:
+        """Hold back grants under `key` until the epoch time `until`; a later
+        pause already set is kept (pauses only ever lengthen)."""
 
     @abstractmethod
     def get(self, key: str) -> str | None: ...
@@ -40,12 +54,18 @@ class StateStore(ABC):
 
 
 def decide_all(
-    states: Sequence[list[float] | None], limits: Sequence[Limit], now: float, cost: float
+    states: Sequence[list[float] | None],
+    limits: Sequence[Limit],
+    now: float,
+    cost: float,
+    paused_until: float | None = None,
 ) -> tuple[float, list[list[float]] | None]:
     """The all-or-nothing rule shared by the Python-side stores.
 
     Returns (0.0, new states) when every limit grants, else (wait, None).
     """
+    if paused_until is not None and now < paused_until:
+        return paused_until - now, None
     verdicts = [decide(state, limit, now, cost) for state, limit in zip(states, limits, strict=True)]
     if all(v.granted for v in verdicts):
         return 0.0, [v.state for v in verdicts]

@@ -11,6 +11,12 @@ from rl_pipeline.limits.algorithms import Limit
 from rl_pipeline.state.base import StateStore, redact_url
 
 _ACQUIRE = files("rl_pipeline.state").joinpath("redis_store.lua").read_text()
+# Pauses only lengthen: keep the later of the stored and the new end.
+_PAUSE = """
+if tonumber(ARGV[1]) > tonumber(redis.call("GET", KEYS[1]) or "0") then
+  redis.call("SET", KEYS[1], ARGV[1])
+end
+"""
 
 
 class RedisStore(StateStore):
@@ -21,12 +27,25 @@ class RedisStore(StateStore):
         self.url = redact_url(url)
         self._redis = redis.Redis.from_url(url, decode_responses=True)
         self._acquire = self._redis.register_script(_ACQUIRE)
+        self._pause = self._redis.register_script(_PAUSE)
 
-    def acquire(self, limits: Sequence[tuple[str, Limit]], cost: float, now: float, *, dry_run: bool = False) -> float:
-        args: list[float | str] = [repr(now), repr(float(cost)), "1" if dry_run else "0"]
+    def acquire(
+        self,
+        limits: Sequence[tuple[str, Limit]],
+        cost: float,
+        now: float,
+        *,
+        pause_key: str | None = None,
+        dry_run: bool = False,
+    ) -> float:
+        args: list[float | str] = [repr(now), repr(float(cost)), "1" if dry_run else "0", "1" if pause_key else "0"]
         for _, limit in limits:
             args += [*limit.as_args(), limit.ttl]
-        return float(self._acquire(keys=[key for key, _ in limits], args=args))
+        keys = [key for key, _ in limits] + ([pause_key] if pause_key else [])
+        return float(self._acquire(keys=keys, args=args))
+
+    def pause(self, key: str, until: float) -> None:
+        self._pause(keys=[key], args=[repr(until)])
 
     def get(self, key: str) -> str | None:
         return self._redis.get(key)

@@ -1,11 +1,17 @@
 -- One atomic rate-limit decision over several limits; mirrors limits/algorithms.py.
--- KEYS: one state key per limit.
--- ARGV: now, cost, dry_run (0/1), then per key: algorithm, rate, period, capacity, ttl.
+-- KEYS: one state key per limit, then the pause key when ARGV[4] is "1".
+-- ARGV: now, cost, dry_run (0/1), has_pause (0/1), then per limit: algorithm, rate, period, capacity, ttl.
 -- Returns the wait in seconds as a string ("0" when granted).
 local EPS = 1e-6
 local now = tonumber(ARGV[1])
 local cost = tonumber(ARGV[2])
 local dry_run = ARGV[3] == "1"
+local limit_count = #KEYS
+if ARGV[4] == "1" then
+  limit_count = limit_count - 1
+  local paused_until = tonumber(redis.call("GET", KEYS[#KEYS]) or "0")
+  if now < paused_until then return string.format("%.17g", paused_until - now) end
+end
 
 local function load(key)
   local raw = redis.call("GET", key)
@@ -95,8 +101,9 @@ local deciders = {
 }
 
 local new_states, ttls, wait = {}, {}, 0
-for i, key in ipairs(KEYS) do
-  local base = 3 + (i - 1) * 5
+for i = 1, limit_count do
+  local key = KEYS[i]
+  local base = 4 + (i - 1) * 5
   local algorithm = ARGV[base + 1]
   local granted, state, w = deciders[algorithm](
     load(key), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4]))
@@ -105,8 +112,8 @@ for i, key in ipairs(KEYS) do
   ttls[i] = math.ceil(tonumber(ARGV[base + 5]) * 1000)
 end
 if wait == 0 and not dry_run then
-  for i, key in ipairs(KEYS) do
-    redis.call("SET", key, dump(new_states[i]), "PX", ttls[i])
+  for i = 1, limit_count do
+    redis.call("SET", KEYS[i], dump(new_states[i]), "PX", ttls[i])
   end
 end
 return string.format("%.17g", wait)

@@ -15,6 +15,7 @@ from rl_pipeline.state.base import StateStore, decide_all
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS limiter_state (key TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pauses (key TEXT PRIMARY KEY, until REAL NOT NULL);
 """
 
 
@@ -50,7 +51,15 @@ class SqliteStore(StateStore):
                 self._all.append(conn)
         return conn
 
-    def acquire(self, limits: Sequence[tuple[str, Limit]], cost: float, now: float, *, dry_run: bool = False) -> float:
+    def acquire(
+        self,
+        limits: Sequence[tuple[str, Limit]],
+        cost: float,
+        now: float,
+        *,
+        pause_key: str | None = None,
+        dry_run: bool = False,
+    ) -> float:
         conn = self._connection()
         keys = [key for key, _ in limits]
         conn.execute("BEGIN IMMEDIATE")
@@ -60,8 +69,9 @@ class SqliteStore(StateStore):
                     f"SELECT key, state FROM limiter_state WHERE key IN ({','.join('?' * len(keys))})", keys
                 ).fetchall()
             )
+            paused = conn.execute("SELECT until FROM pauses WHERE key = ?", (pause_key,)).fetchone()
             states = [json.loads(found[k]) if k in found else None for k in keys]
-            wait, new_states = decide_all(states, [lim for _, lim in limits], now, cost)
+            wait, new_states = decide_all(states, [lim for _, lim in limits], now, cost, paused[0] if paused else None)
             if new_states is not None and not dry_run:
                 conn.executemany(
                     "INSERT OR REPLACE INTO limiter_state (key, state) VALUES (?, ?)",
@@ -72,6 +82,13 @@ class SqliteStore(StateStore):
             conn.execute("ROLLBACK")
             raise
         return wait
+
+    def pause(self, key: str, until: float) -> None:
+        self._connection().execute(
+            "INSERT INTO pauses (key, until) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET until = max(until, excluded.until)",
+            (key, until),
+        )
 
     def get(self, key: str) -> str | None:
         row = self._connection().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()

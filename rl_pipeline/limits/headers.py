@@ -1,0 +1,123 @@
+"""What a response says about the server's limit, from its headers.
+
+Understands `Retry-After` (seconds or HTTP date), `X-RateLimit-Limit/
+-Remaining/-Reset` (reset as epoch seconds, epoch milliseconds or seconds
+until: detected from the size of the number), the IETF drafts' `RateLimit`
+(`limit=, remaining=, reset=` or `"name";r=;t=`) with `RateLimit-Policy`
+(`q=`, `w=`) and the older `RateLimit-Limit/-Remaining/-Reset`. Times are
+corrected for clock skew with the response's `Date`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+_EPOCH_MS = 1e12  # a reset this large is epoch milliseconds
+_EPOCH_S = 1e9  # this large, epoch seconds; smaller, seconds from now
+_PARAM = re.compile(r"([A-Za-z_-]+)\s*=\s*\"?([0-9.]+)\"?")
+
+
+@dataclass(frozen=True)
+class ServerLimit:
+    """The server's view, in seconds from now on our clock."""
+
+    retry_after: float | None = None
+    limit: float | None = None
+    remaining: float | None = None
+    reset_in: float | None = None
+    window: float | None = None  # the policy's window in seconds, when published
+
+    @property
+    def exhausted(self) -> bool:
+        return self.remaining is not None and self.remaining <= 0 and bool(self.reset_in)
+
+    @property
+    def pause_for(self) -> float | None:
+        """How long nobody should send, if the server said so."""
+        if self.retry_after is not None:
+            return self.retry_after
+        return self.reset_in if self.exhausted else None
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value.strip().split(",")[0])
+    except ValueError:
+        return None
+
+
+def _reset_seconds(raw: float | None, server_now: float) -> float | None:
+    if raw is None:
+        return None
+    if raw >= _EPOCH_MS:
+        return max(0.0, raw / 1000 - server_now)
+    if raw >= _EPOCH_S:
+        return max(0.0, raw - server_now)
+    return max(0.0, raw)
+
+
+def _params(value: str | None) -> dict[str, float]:
+    return {k.lower(): float(v) for k, v in _PARAM.findall(value or "")}
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """`Retry-After` as seconds from `now`: delta-seconds or an HTTP date (past dates give 0)."""
+    if value is None or not value.strip():
+        return None
+    seconds = _number(value)
+    if seconds is not None:
+        return max(0.0, seconds)
+    when = _http_date(value)
+    return None if when is None else max(0.0, when - now)
+
+
+def read_server_limit(headers: Mapping[str, str], now: float) -> ServerLimit:
+    """Everything the headers say about the limit; absent fields are None.
+
+    `headers` must look names up case-insensitively, as `requests` does.
+    """
+    server_now = _http_date(headers.get("Date"))
+    # An HTTP date is whole seconds; only a larger gap is a skew worth correcting.
+    skewed = server_now is not None and abs(server_now - now) > 1.0
+    reference = server_now if skewed and server_now is not None else now
+    retry_after = headers.get("Retry-After")
+    if retry_after is not None and _number(retry_after) is None:
+        # An HTTP date from a skewed server: measure it against the server's own clock.
+        retry = parse_retry_after(retry_after, reference)
+    else:
+        retry = parse_retry_after(retry_after, now)
+
+    limit = _number(headers.get("X-RateLimit-Limit") or headers.get("RateLimit-Limit"))
+    remaining = _number(headers.get("X-RateLimit-Remaining") or headers.get("RateLimit-Remaining"))
+    reset = _number(headers.get("X-RateLimit-Reset") or headers.get("RateLimit-Reset"))
+    window = None
+    combined = _params(headers.get("RateLimit"))
+    if combined:
+        limit = combined.get("limit", limit)
+        remaining = combined.get("remaining", combined.get("r", remaining))
+        reset = combined.get("reset", combined.get("t", reset))
+    policy = _params(headers.get("RateLimit-Policy"))
+    if policy:
+        limit = policy.get("q", limit)
+        window = policy.get("w")
+    return ServerLimit(
+        retry_after=retry,
+        limit=limit,
+        remaining=remaining,
+        reset_in=_reset_seconds(reset, reference),
+        window=window,
+    )
