@@ -19,7 +19,8 @@ from typing import Any
 import requests
 
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
-from rl_pipeline.limits import RateLimiter
+from rl_pipeline.limits import Limit, RateLimiter
+from rl_pipeline.limits.adaptive import AdaptiveRate
 from rl_pipeline.limits.headers import read_server_limit
 from rl_pipeline.pagination import PageRequest, PaginationError, dig, first_page, next_page
 from rl_pipeline.retry import RetryPolicy
@@ -27,6 +28,12 @@ from rl_pipeline.sources import ApiSpec, EndpointSpec
 from rl_pipeline.state import StateStore
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+LEARNED = "api:learned"
+
+
+def _learned_limit(rate: float) -> Limit:
+    # Unknown burst: allow none, space requests evenly.
+    return Limit(rate=rate, burst=1)
 
 
 class ApiError(RuntimeError):
@@ -112,16 +119,23 @@ class ApiClient:
         self._namespace = f"{name}:{credential_fingerprint(token)}"
         self._limiters: dict[str, RateLimiter] = {}
         self._rng = random.Random()
+        self.adaptive = (
+            AdaptiveRate(store, f"rl:{{{self._namespace}}}:learned_rate", spec.adaptive.policy(), clock)
+            if spec.adaptive
+            else None
+        )
 
     def __repr__(self) -> str:
         return f"ApiClient({self.name!r}, base_url={self.base_url!r}, store={self.store!r})"
 
     def limiter(self, endpoint: str) -> RateLimiter:
-        """The API's limits plus the endpoint's own, decided together."""
+        """The API's limits plus the endpoint's own (plus the learned rate), decided together."""
         if endpoint not in self._limiters:
             spec = self.spec.endpoints[endpoint]
             limits = {f"api:{rl.name}": rl.to_limit() for rl in self.spec.rate_limits}
             limits |= {f"endpoint:{endpoint}:{rl.name}": rl.to_limit() for rl in spec.rate_limits}
+            if self.adaptive:
+                limits[LEARNED] = _learned_limit(self.adaptive.current())
             self._limiters[endpoint] = RateLimiter(self.store, limits, namespace=self._namespace, clock=self.clock)
         return self._limiters[endpoint]
 
@@ -157,6 +171,8 @@ class ApiClient:
         started = self.clock.now()
         previous_delay = 0.0
         for attempt in range(self.retry.max_attempts):
+            if self.adaptive:
+                limiter.set_limit(LEARNED, _learned_limit(self.adaptive.current()))
             self.stats.add(limiter_wait_s=limiter.acquire(timeout=self.retry.deadline))
             self.stats.add(requests=1)
             outcome, retry_after = self._try_once(request, where, limiter)
@@ -189,6 +205,10 @@ class ApiClient:
         server = read_server_limit(response.headers, self.clock.now())
         if status == 429:
             self.stats.add(rate_limited=1)
+        if self.adaptive and status == 429:
+            self.adaptive.on_throttled()
+        elif self.adaptive and status < 400:
+            self.adaptive.on_success()
         if (status == 429 or server.exhausted) and server.pause_for:
             limiter.pause(server.pause_for)
         if status in RETRY_STATUSES:

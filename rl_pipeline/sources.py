@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
+from rl_pipeline.limits.adaptive import AimdPolicy
 from rl_pipeline.limits.algorithms import Algorithm, Limit
 
 SOURCES_FILE_ENV = "RL_SOURCES_FILE"
@@ -63,6 +64,31 @@ class RateLimitSpec(_Spec):
             period=self.period,
             burst=max(1.0, published.capacity - self.headroom),
             algorithm=self.algorithm,
+        )
+
+
+class AdaptiveSpec(_Spec):
+    """For an API that publishes no limit: learn one by AIMD, starting at `initial_rate` (requests/s)."""
+
+    initial_rate: float = Field(gt=0, allow_inf_nan=False)
+    min_rate: float = Field(default=0.1, gt=0, allow_inf_nan=False)
+    max_rate: float = Field(default=1000.0, gt=0, allow_inf_nan=False)
+    increase: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    decrease: float = Field(default=0.5, gt=0, lt=1, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AdaptiveSpec:
+        if not self.min_rate <= self.initial_rate <= self.max_rate:
+            raise ValueError("need min_rate <= initial_rate <= max_rate")
+        return self
+
+    def policy(self) -> AimdPolicy:
+        return AimdPolicy(
+            initial_rate=self.initial_rate,
+            min_rate=self.min_rate,
+            max_rate=self.max_rate,
+            increase=self.increase,
+            decrease=self.decrease,
         )
 
 
@@ -169,8 +195,15 @@ class ApiSpec(_Spec):
     base_url_env: str | None = None
     token_env: str | None = None
     start_date: date
-    rate_limits: list[RateLimitSpec] = Field(min_length=1)
+    rate_limits: list[RateLimitSpec] = Field(default_factory=list)
+    adaptive: AdaptiveSpec | None = None
     endpoints: dict[str, EndpointSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> ApiSpec:
+        if not self.rate_limits and self.adaptive is None:
+            raise ValueError("give the published `rate_limits`, or `adaptive` to learn an unpublished one")
+        return self
 
     @field_validator("base_url")
     @classmethod

@@ -36,10 +36,21 @@ class RateLimiter:
             raise ValueError("a rate limiter needs at least one limit")
         self.store = store
         self.clock = clock
-        self.limits = dict(limits)
-        # {namespace} is a Redis hash tag: all of one limiter's keys share a slot.
-        self._keyed = [(f"rl:{{{namespace}}}:limit:{name}", limit) for name, limit in self.limits.items()]
-        self._pause_key = f"rl:{{{namespace}}}:pause"
+        self.namespace = namespace
+        self.limits: dict[str, Limit] = {}
+        self._keyed: list[tuple[str, Limit]] = []
+        for name, limit in limits.items():
+            self.set_limit(name, limit)
+        self._pause_key = self.key("pause")
+
+    def key(self, name: str) -> str:
+        """A store key in this limiter's namespace ({...} is a Redis hash tag: one slot for all)."""
+        return f"rl:{{{self.namespace}}}:{name}"
+
+    def set_limit(self, name: str, limit: Limit) -> None:
+        """Add or change a limit (say, a learned rate); its state carries over."""
+        self.limits[name] = limit
+        self._keyed = [(self.key(f"limit:{n}"), lim) for n, lim in self.limits.items()]
 
     def _check_cost(self, cost: float) -> None:
         for name, limit in self.limits.items():

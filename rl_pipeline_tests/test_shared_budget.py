@@ -1,0 +1,73 @@
+"""Concurrent backfill runs, each its own process, share one rate budget."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rl_pipeline.warehouse import Warehouse
+from rl_pipeline_tests.conftest import expected_rows, table_rows
+
+RATE, BURST = 20, 20  # the demo API's published limit in the shipped sources file
+RANGES = [("2024-01-01", "2024-01-10"), ("2024-01-11", "2024-01-20"), ("2024-01-21", "2024-01-30")]
+
+
+def run_concurrently(store_url: str, warehouse: Warehouse) -> None:
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable, "-m", "rl_pipeline_tests.backfill_worker", "--asset", "events_offset",
+                "--first", first, "--last", last, "--store", store_url, "--warehouse", str(warehouse.path),
+            ],
+            env=os.environ.copy(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for first, last in RANGES
+    ]  # fmt: skip
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+
+
+def most_in_any_window(times: list[float], window: float = 1.0) -> int:
+    times = sorted(times)
+    j, best = 0, 0
+    for i, start in enumerate(times):
+        while j < len(times) and times[j] < start + window:
+            j += 1
+        best = max(best, j - i)
+    return best
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_concurrent_runs_at_the_published_limit_get_no_429(kind, make_demo_api, tmp_path: Path, request) -> None:
+    server = make_demo_api(rate=RATE, burst=BURST, limit_headers=False)  # nothing to learn from: the budget must hold
+    store_url = f"sqlite:///{tmp_path}/state.sqlite" if kind == "sqlite" else request.getfixturevalue("redis_url")
+    if kind == "redis":
+        import redis
+
+        redis.Redis.from_url(store_url).flushdb()
+    warehouse = Warehouse(tmp_path / "warehouse.duckdb")
+    run_concurrently(store_url, warehouse)
+
+    stats = server.api.stats()
+    assert stats["by_status"] == {"200": len(stats["requests"])}
+    assert len(stats["requests"]) > 3 * BURST  # enough to run past the burst into the steady rate
+    assert most_in_any_window([t for t, _, _ in stats["requests"]]) <= RATE + BURST
+    days = [f"2024-01-{d:02d}" for d in range(1, 31)]
+    count, rows = table_rows(warehouse, "events_offset")
+    expected = expected_rows(days)
+    assert count == len(expected) and rows == expected
+
+
+def test_private_limiters_per_process_overrun_the_api(make_demo_api, tmp_path: Path) -> None:
+    """The control: the same runs, each with its own in-memory budget, draw 429s."""
+    server = make_demo_api(rate=RATE, burst=BURST, limit_headers=False)
+    run_concurrently("memory://", Warehouse(tmp_path / "warehouse.duckdb"))
+    assert server.api.stats()["by_status"].get("429", 0) > 0
