@@ -30,7 +30,7 @@ def api(data):
         (lambda d: api(d)["rate_limits"][0].update(rate="fast"), "apis.demo.rate_limits.0.rate", "valid number"),
         (lambda d: api(d)["rate_limits"][0].update(period=0), "apis.demo.rate_limits.0.period", "greater than 0"),
         (lambda d: api(d)["rate_limits"][0].update(burst=0), "apis.demo.rate_limits.0.burst", "greater than or equal"),
-        (lambda d: api(d).update(rate_limits=[]), "apis.demo.rate_limits", "at least 1"),
+        (lambda d: api(d).update(rate_limits=[]), "apis.demo", "give the published `rate_limits`, or `adaptive`"),
         (lambda d: api(d).update(base_url="ftp://x"), "apis.demo.base_url", "http://"),
         (lambda d: api(d).pop("start_date"), "apis.demo.start_date", "Field required"),
         (

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
+from typing import NamedTuple
 
 # A time tolerance in seconds. Epoch seconds as floats round to ~0.24 µs, so
 # a wait computed here and slept might land just short of the instant it
@@ -52,7 +54,7 @@ class Limit:
         if self.burst is not None and not self.burst >= 1:
             raise ValueError(f"burst must be at least 1, got {self.burst!r}")
 
-    @property
+    @cached_property
     def capacity(self) -> float:
         """The most that may be granted at once."""
         if self.algorithm in (Algorithm.SLIDING_WINDOW_LOG, Algorithm.SLIDING_WINDOW_COUNTER):
@@ -60,6 +62,11 @@ class Limit:
         if self.burst is not None:
             return self.burst
         return 1.0 if self.algorithm is Algorithm.LEAKY_BUCKET else max(1.0, self.rate)
+
+    @cached_property
+    def refill(self) -> float:
+        """Grants regained per second."""
+        return self.rate / self.period
 
     @property
     def ttl(self) -> float:
@@ -70,8 +77,7 @@ class Limit:
         return [self.algorithm.value, self.rate, self.period, self.capacity]
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     granted: bool
     state: list[float]
     wait: float  # seconds until the same request could be granted; 0 when granted
@@ -83,7 +89,7 @@ def decide(state: list[float] | None, limit: Limit, now: float, cost: float) -> 
 
 
 def _token_bucket(state: list[float], limit: Limit, now: float, cost: float) -> Verdict:
-    capacity, refill = limit.capacity, limit.rate / limit.period
+    capacity, refill = limit.capacity, limit.refill
     if state:
         tokens, last = state
         # max(): another process with a slightly earlier clock must not refill twice.

@@ -38,19 +38,15 @@ class RateLimiter:
         self.clock = clock
         self.namespace = namespace
         self.limits: dict[str, Limit] = {}
-        self._keyed: list[tuple[str, Limit]] = []
+        self._named: list[tuple[str, Limit]] = []
         for name, limit in limits.items():
             self.set_limit(name, limit)
-        self._pause_key = self.key("pause")
-
-    def key(self, name: str) -> str:
-        """A store key in this limiter's namespace ({...} is a Redis hash tag: one slot for all)."""
-        return f"rl:{{{self.namespace}}}:{name}"
 
     def set_limit(self, name: str, limit: Limit) -> None:
         """Add or change a limit (say, a learned rate); its state carries over."""
         self.limits[name] = limit
-        self._keyed = [(self.key(f"limit:{n}"), lim) for n, lim in self.limits.items()]
+        self._named = list(self.limits.items())
+        self._max_cost = min(lim.capacity for lim in self.limits.values())
 
     def _check_cost(self, cost: float) -> None:
         for name, limit in self.limits.items():
@@ -63,17 +59,17 @@ class RateLimiter:
         """Hold back every worker sharing this budget for `seconds` (e.g. the
         server's Retry-After): one worker's 429 keeps all the others quiet."""
         if seconds > 0:
-            self.store.pause(self._pause_key, self.clock.now() + seconds)
+            self.store.pause(self.namespace, self.clock.now() + seconds)
 
     def try_acquire(self, cost: float = 1) -> bool:
         """Take `cost` now if every limit allows it; never waits."""
         self._check_cost(cost)
-        return self.store.acquire(self._keyed, cost, self.clock.now(), pause_key=self._pause_key) == 0.0
+        return self.store.acquire(self.namespace, self._named, cost, self.clock.now()) == 0.0
 
     def wait_time(self, cost: float = 1) -> float:
         """Seconds until `cost` could be granted, if nobody else takes it first."""
         self._check_cost(cost)
-        return self.store.acquire(self._keyed, cost, self.clock.now(), pause_key=self._pause_key, dry_run=True)
+        return self.store.acquire(self.namespace, self._named, cost, self.clock.now(), dry_run=True)
 
     def acquire(self, cost: float = 1, timeout: float | None = None) -> float:
         """Block until `cost` is granted; return the seconds spent waiting.
@@ -85,7 +81,7 @@ class RateLimiter:
         start = self.clock.now()
         while True:
             now = self.clock.now()
-            wait = self.store.acquire(self._keyed, cost, now, pause_key=self._pause_key)
+            wait = self.store.acquire(self.namespace, self._named, cost, now)
             if wait == 0.0:
                 return now - start
             if timeout is not None and now + wait - start > timeout:

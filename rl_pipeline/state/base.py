@@ -8,10 +8,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rl_pipeline.limits.algorithms import Limit, decide
 
+Budget = dict[str, list[float]]  # limit name -> algorithm state; PAUSE -> [until]
+PAUSE = "pause"
+
 
 class StateStore(ABC):
     """Shared, atomic state for every worker that talks to one API.
 
+    Rate-limit state is kept per namespace (one API + one credential).
     `acquire` decides several limits at once: either every limit grants
     `cost`, or none is charged and the longest wait is returned. A pause
     (set by `pause`, e.g. after a 429) holds every grant back until it ends.
@@ -21,21 +25,15 @@ class StateStore(ABC):
 
     @abstractmethod
     def acquire(
-        self,
-        limits: Sequence[tuple[str, Limit]],
-        cost: float,
-        now: float,
-        *,
-        pause_key: str | None = None,
-        dry_run: bool = False,
+        self, namespace: str, limits: Sequence[tuple[str, Limit]], cost: float, now: float, *, dry_run: bool = False
     ) -> float:
-        """Charge `cost` to every `(key, limit)` and return 0.0, or charge none
+        """Charge `cost` to every named limit and return 0.0, or charge none
         and return the seconds to wait. `dry_run` decides without charging."""
 
     @abstractmethod
-    def pause(self, key: str, until: float) -> None:
-        """Hold back grants under `key` until the epoch time `until`; a later
-        pause already set is kept (pauses only ever lengthen)."""
+    def pause(self, namespace: str, until: float) -> None:
+        """Hold back every grant in `namespace` until the epoch time `until`;
+        a later pause already set is kept (pauses only ever lengthen)."""
 
     @abstractmethod
     def get(self, key: str) -> str | None: ...
@@ -53,23 +51,43 @@ class StateStore(ABC):
         return f"{type(self).__name__}({self.url!r})"
 
 
-def decide_all(
-    states: Sequence[list[float] | None],
-    limits: Sequence[Limit],
-    now: float,
-    cost: float,
-    paused_until: float | None = None,
-) -> tuple[float, list[list[float]] | None]:
-    """The all-or-nothing rule shared by the Python-side stores.
+def decide_budget(
+    budget: Budget, limits: Sequence[tuple[str, Limit]], now: float, cost: float
+) -> tuple[float, Budget | None]:
+    """The all-or-nothing rule of the Python-side stores.
 
-    Returns (0.0, new states) when every limit grants, else (wait, None).
+    Returns (0.0, the new states by name) when every limit grants, else (wait, None).
     """
-    if paused_until is not None and now < paused_until:
-        return paused_until - now, None
-    verdicts = [decide(state, limit, now, cost) for state, limit in zip(states, limits, strict=True)]
-    if all(v.granted for v in verdicts):
-        return 0.0, [v.state for v in verdicts]
-    return max(v.wait for v in verdicts if not v.granted), None
+    paused = budget.get(PAUSE)
+    if paused and now < paused[0]:
+        return paused[0] - now, None
+    new_states, wait, granted = {}, 0.0, True
+    for name, limit in limits:
+        verdict = decide(budget.get(name), limit, now, cost)
+        if not verdict.granted:
+            granted, wait = False, max(wait, verdict.wait)
+        new_states[name] = verdict.state
+    return (0.0, new_states) if granted else (wait, None)
+
+
+def paused_budget(budget: Budget, until: float) -> Budget:
+    """`budget` with its pause lengthened to `until` (never shortened)."""
+    current = budget.get(PAUSE, [until])[0]
+    return {**budget, PAUSE: [max(current, until)]}
+
+
+def encode_budget(budget: Budget) -> str:
+    """`name=1.5,1700000000.25|pause=...`: exact (repr round-trips floats), and
+    several times cheaper than JSON, which matters on every request."""
+    return "|".join(f"{name}={','.join(map(repr, state))}" for name, state in budget.items())
+
+
+def decode_budget(text: str | None) -> Budget:
+    budget: Budget = {}
+    for part in text.split("|") if text else ():
+        name, _, values = part.rpartition("=")
+        budget[name] = [float(x) for x in values.split(",")] if values else []
+    return budget
 
 
 def open_store(url: str) -> StateStore:

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 
 from rl_pipeline.limits.algorithms import Limit
-from rl_pipeline.state.base import StateStore, decide_all
+from rl_pipeline.state.base import Budget, StateStore, decide_budget, paused_budget
 
 
 class MemoryStore(StateStore):
@@ -15,31 +15,22 @@ class MemoryStore(StateStore):
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self._lock = threading.Lock()
-        self._limits: dict[str, list[float]] = {}
+        self._budgets: dict[str, Budget] = {}
         self._values: dict[str, str] = {}
-        self._pauses: dict[str, float] = {}
 
     def acquire(
-        self,
-        limits: Sequence[tuple[str, Limit]],
-        cost: float,
-        now: float,
-        *,
-        pause_key: str | None = None,
-        dry_run: bool = False,
+        self, namespace: str, limits: Sequence[tuple[str, Limit]], cost: float, now: float, *, dry_run: bool = False
     ) -> float:
-        keys = [key for key, _ in limits]
         with self._lock:
-            paused_until = self._pauses.get(pause_key) if pause_key else None
-            states = [self._limits.get(k) for k in keys]
-            wait, states = decide_all(states, [lim for _, lim in limits], now, cost, paused_until)
-            if states is not None and not dry_run:
-                self._limits.update(zip(keys, states, strict=True))
+            budget = self._budgets.setdefault(namespace, {})
+            wait, new_states = decide_budget(budget, limits, now, cost)
+            if new_states is not None and not dry_run:
+                budget.update(new_states)
         return wait
 
-    def pause(self, key: str, until: float) -> None:
+    def pause(self, namespace: str, until: float) -> None:
         with self._lock:
-            self._pauses[key] = max(until, self._pauses.get(key, until))
+            self._budgets[namespace] = paused_budget(self._budgets.get(namespace, {}), until)
 
     def get(self, key: str) -> str | None:
         with self._lock:

@@ -19,6 +19,11 @@ end
 """
 
 
+def _key(namespace: str, name: str) -> str:
+    # {namespace} is a hash tag: one namespace's keys share a cluster slot, as one script needs.
+    return f"rl:{{{namespace}}}:{name}"
+
+
 class RedisStore(StateStore):
     """Atomic because Redis runs one script at a time; limiter keys expire
     once they no longer matter, plain values never do."""
@@ -30,22 +35,16 @@ class RedisStore(StateStore):
         self._pause = self._redis.register_script(_PAUSE)
 
     def acquire(
-        self,
-        limits: Sequence[tuple[str, Limit]],
-        cost: float,
-        now: float,
-        *,
-        pause_key: str | None = None,
-        dry_run: bool = False,
+        self, namespace: str, limits: Sequence[tuple[str, Limit]], cost: float, now: float, *, dry_run: bool = False
     ) -> float:
-        args: list[float | str] = [repr(now), repr(float(cost)), "1" if dry_run else "0", "1" if pause_key else "0"]
+        args: list[float | str] = [repr(now), repr(float(cost)), "1" if dry_run else "0"]
         for _, limit in limits:
             args += [*limit.as_args(), limit.ttl]
-        keys = [key for key, _ in limits] + ([pause_key] if pause_key else [])
+        keys = [_key(namespace, f"limit:{name}") for name, _ in limits] + [_key(namespace, "pause")]
         return float(self._acquire(keys=keys, args=args))
 
-    def pause(self, key: str, until: float) -> None:
-        self._pause(keys=[key], args=[repr(until)])
+    def pause(self, namespace: str, until: float) -> None:
+        self._pause(keys=[_key(namespace, "pause")], args=[repr(until)])
 
     def get(self, key: str) -> str | None:
         return self._redis.get(key)

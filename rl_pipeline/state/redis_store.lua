@@ -1,17 +1,14 @@
 -- One atomic rate-limit decision over several limits; mirrors limits/algorithms.py.
--- KEYS: one state key per limit, then the pause key when ARGV[4] is "1".
--- ARGV: now, cost, dry_run (0/1), has_pause (0/1), then per limit: algorithm, rate, period, capacity, ttl.
+-- KEYS: one state key per limit, then the namespace's pause key.
+-- ARGV: now, cost, dry_run (0/1), then per limit: algorithm, rate, period, capacity, ttl.
 -- Returns the wait in seconds as a string ("0" when granted).
 local EPS = 1e-6
 local now = tonumber(ARGV[1])
 local cost = tonumber(ARGV[2])
 local dry_run = ARGV[3] == "1"
-local limit_count = #KEYS
-if ARGV[4] == "1" then
-  limit_count = limit_count - 1
-  local paused_until = tonumber(redis.call("GET", KEYS[#KEYS]) or "0")
-  if now < paused_until then return string.format("%.17g", paused_until - now) end
-end
+local limit_count = #KEYS - 1
+local paused_until = tonumber(redis.call("GET", KEYS[#KEYS]) or "0")
+if now < paused_until then return string.format("%.17g", paused_until - now) end
 
 local function load(key)
   local raw = redis.call("GET", key)
@@ -103,7 +100,7 @@ local deciders = {
 local new_states, ttls, wait = {}, {}, 0
 for i = 1, limit_count do
   local key = KEYS[i]
-  local base = 4 + (i - 1) * 5
+  local base = 3 + (i - 1) * 5
   local algorithm = ARGV[base + 1]
   local granted, state, w = deciders[algorithm](
     load(key), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -10,13 +9,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from rl_pipeline.limits.algorithms import Limit
-from rl_pipeline.state.base import StateStore, decide_all
+from rl_pipeline.state.base import StateStore, decide_budget, decode_budget, encode_budget, paused_budget
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS limiter_state (key TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS budgets (namespace TEXT PRIMARY KEY, budget TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS pauses (key TEXT PRIMARY KEY, until REAL NOT NULL);
 """
+# One statement is one atomic write transaction: SQLite takes the write lock
+# before it reads the row, and the Python function rl_update decides inside
+# it. Twice as fast as BEGIN IMMEDIATE, SELECT, UPDATE, COMMIT.
+_UPDATE = "UPDATE budgets SET budget = rl_update(budget) WHERE namespace = ?"
+_CREATE = "INSERT OR IGNORE INTO budgets (namespace, budget) VALUES (?, '')"
 
 
 def sqlite_path(url: str) -> Path:
@@ -27,9 +30,24 @@ def sqlite_path(url: str) -> Path:
     return Path(path[1:])
 
 
+class _Update:
+    """The decision rl_update applies to the stored budget, and what it found.
+    One per connection (so per thread); it also remembers which namespaces'
+    rows are known to exist."""
+
+    def __init__(self) -> None:
+        self.apply = lambda budget: budget
+        self.wait = 0.0
+        self.created: set[str] = set()
+
+    def __call__(self, text: str | None) -> str:
+        return encode_budget(self.apply(decode_budget(text)))
+
+
 class SqliteStore(StateStore):
-    """Each decision is one `BEGIN IMMEDIATE` transaction, so processes
-    serialize on SQLite's write lock and never decide on stale state."""
+    """A namespace's limits and pause are one row, so a decision is one
+    UPSERT statement: processes serialize on SQLite's write lock and never
+    decide on stale state."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -38,67 +56,55 @@ class SqliteStore(StateStore):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        self._connection().executescript(_SCHEMA)
+        self._connection()[0].executescript(_SCHEMA)
 
-    def _connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+    def _connection(self) -> tuple[sqlite3.Connection, _Update]:
+        found = getattr(self._local, "conn", None)
+        if found is None:
             conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
+            update = _Update()
+            conn.create_function("rl_update", 1, update)
+            found = self._local.conn = (conn, update)
             with self._all_lock:
                 self._all.append(conn)
-        return conn
+        return found
 
     def acquire(
-        self,
-        limits: Sequence[tuple[str, Limit]],
-        cost: float,
-        now: float,
-        *,
-        pause_key: str | None = None,
-        dry_run: bool = False,
+        self, namespace: str, limits: Sequence[tuple[str, Limit]], cost: float, now: float, *, dry_run: bool = False
     ) -> float:
-        conn = self._connection()
-        keys = [key for key, _ in limits]
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            found = dict(
-                conn.execute(
-                    f"SELECT key, state FROM limiter_state WHERE key IN ({','.join('?' * len(keys))})", keys
-                ).fetchall()
-            )
-            paused = conn.execute("SELECT until FROM pauses WHERE key = ?", (pause_key,)).fetchone()
-            states = [json.loads(found[k]) if k in found else None for k in keys]
-            wait, new_states = decide_all(states, [lim for _, lim in limits], now, cost, paused[0] if paused else None)
-            if new_states is not None and not dry_run:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO limiter_state (key, state) VALUES (?, ?)",
-                    [(k, json.dumps(s)) for k, s in zip(keys, new_states, strict=True)],
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return wait
+        conn, update = self._connection()
 
-    def pause(self, key: str, until: float) -> None:
-        self._connection().execute(
-            "INSERT INTO pauses (key, until) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET until = max(until, excluded.until)",
-            (key, until),
-        )
+        def apply(budget: dict[str, list[float]]) -> dict[str, list[float]]:
+            update.wait, new_states = decide_budget(budget, limits, now, cost)
+            return budget if new_states is None or dry_run else budget | new_states
+
+        update.apply = apply
+        self._run(conn, update, namespace)
+        return update.wait
+
+    def pause(self, namespace: str, until: float) -> None:
+        conn, update = self._connection()
+        update.apply = lambda budget: paused_budget(budget, until)
+        self._run(conn, update, namespace)
+
+    @staticmethod
+    def _run(conn: sqlite3.Connection, update: _Update, namespace: str) -> None:
+        if namespace not in update.created:
+            conn.execute(_CREATE, (namespace,))
+            update.created.add(namespace)
+        conn.execute(_UPDATE, (namespace,))
 
     def get(self, key: str) -> str | None:
-        row = self._connection().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        row = self._connection()[0].execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
     def set(self, key: str, value: str) -> None:
-        self._connection().execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
+        self._connection()[0].execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
 
     def delete(self, key: str) -> None:
-        self._connection().execute("DELETE FROM kv WHERE key = ?", (key,))
+        self._connection()[0].execute("DELETE FROM kv WHERE key = ?", (key,))
 
     def close(self) -> None:
         with self._all_lock:
