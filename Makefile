@@ -23,5 +23,9 @@ lint: install
 	$(BIN)/ruff check rl_pipeline rl_pipeline_tests benchmarks
 	$(BIN)/ruff format --check rl_pipeline rl_pipeline_tests benchmarks
 
+bench: install
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/limiter_bench.py
+
 clean:
 	rm -rf $(VENV) data/*.duckdb* data/*.sqlite* dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules
