@@ -7,7 +7,6 @@ wait and try again. Pages stream one at a time; a day is never held whole.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import threading
 from collections import Counter
@@ -18,6 +17,7 @@ from typing import Any
 
 import requests
 
+from rl_pipeline.breaker import CircuitBreaker, CircuitOpen
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
 from rl_pipeline.limits import Limit, RateLimiter
 from rl_pipeline.limits.adaptive import AdaptiveRate
@@ -61,7 +61,8 @@ class RequestStats:
     rate_limited: int = 0  # 429s received
     limiter_wait_s: float = 0.0  # time spent waiting for our own limiter
     retry_wait_s: float = 0.0  # time spent in backoff
-    statuses: Counter[str] = field(default_factory=Counter)
+    circuit_wait_s: float = 0.0  # time spent waiting for an open circuit
+    statuses: Counter[str] = field(default_factory=Counter)  # every outcome: "200", "503", "ReadTimeout", ...
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **deltas: float) -> None:
@@ -118,6 +119,7 @@ class ApiClient:
             self._session.headers["Authorization"] = f"Bearer {token}"
         self._namespace = f"{name}:{credential_fingerprint(token)}"
         self._limiters: dict[str, RateLimiter] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}
         self._rng = random.Random()
         self.adaptive = (
             AdaptiveRate(store, f"rl:{{{self._namespace}}}:learned_rate", spec.adaptive.policy(), clock)
@@ -138,6 +140,18 @@ class ApiClient:
                 limits[LEARNED] = _learned_limit(self.adaptive.current())
             self._limiters[endpoint] = RateLimiter(self.store, limits, namespace=self._namespace, clock=self.clock)
         return self._limiters[endpoint]
+
+    def breaker(self, endpoint: str) -> CircuitBreaker:
+        """The endpoint's circuit breaker, shared by every worker (any credential)."""
+        if endpoint not in self._breakers:
+            self._breakers[endpoint] = CircuitBreaker(
+                self.store,
+                f"breaker:{self.name}.{endpoint}",
+                f"{self.name}.{endpoint}",
+                self.spec.circuit_breaker.policy(),
+                self.clock,
+            )
+        return self._breakers[endpoint]
 
     def fetch_day(self, endpoint: str, day: date, start: PageRequest | None = None) -> Iterator[Page]:
         """Every page of one day of `endpoint`, from `start` (a checkpoint) or the first."""
@@ -166,16 +180,17 @@ class ApiClient:
             request = following
 
     def get_json(self, endpoint: str, request: PageRequest, where: str) -> tuple[Any, dict[str, dict[str, str]]]:
-        """GET one page under the rate limit, retrying what is worth retrying."""
-        limiter = self.limiter(endpoint)
+        """GET one page: circuit breaker, rate limit, send, classify; retry what is worth retrying."""
+        limiter, breaker = self.limiter(endpoint), self.breaker(endpoint)
         started = self.clock.now()
         previous_delay = 0.0
         for attempt in range(self.retry.max_attempts):
+            self._wait_for_circuit(breaker, started, where)
             if self.adaptive:
                 limiter.set_limit(LEARNED, _learned_limit(self.adaptive.current()))
             self.stats.add(limiter_wait_s=limiter.acquire(timeout=self.retry.deadline))
             self.stats.add(requests=1)
-            outcome, retry_after = self._try_once(request, where, limiter)
+            outcome, retry_after = self._try_once(request, where, limiter, breaker)
             if not isinstance(outcome, str):
                 return outcome
             problem = outcome
@@ -189,16 +204,36 @@ class ApiClient:
             self.clock.sleep(delay)
         raise ApiError(f"{where}: {problem}; gave up after {self.retry.max_attempts} attempts")
 
-    def _try_once(self, request: PageRequest, where: str, limiter: RateLimiter) -> tuple[Any, float | None]:
+    def _wait_for_circuit(self, breaker: CircuitBreaker, started: float, where: str) -> None:
+        """Return once a request may go; wait (bounded) or fail while the circuit is open, as configured."""
+        config = self.spec.circuit_breaker
+        while True:
+            try:
+                breaker.before_request()
+                return
+            except CircuitOpen as exc:
+                now = self.clock.now()
+                if config.on_open == "fail" or exc.until - started > config.max_wait:
+                    raise ApiError(f"{where}: {exc}") from None
+                # Poll: a half-open probe usually answers well before its lease ends.
+                pause = min(max(exc.until - now, 0.0), 1.0) + self._rng.uniform(0, 0.05)
+                self.stats.add(circuit_wait_s=pause)
+                self.clock.sleep(pause)
+
+    def _try_once(
+        self, request: PageRequest, where: str, limiter: RateLimiter, breaker: CircuitBreaker
+    ) -> tuple[Any, float | None]:
         """((body, links), None) on success, else (why it failed, how long the server asked to wait).
 
         A 429, or a budget the server reports spent, pauses every worker that
-        shares this budget, not only this one.
+        shares this budget, not only this one. 5xx, timeouts, dropped
+        connections and broken bodies count against the circuit breaker.
         """
         try:
             response = self._session.get(request.url, params=request.params, timeout=self.timeout)
         except (requests.Timeout, requests.ConnectionError) as exc:
             self.stats.count_status(type(exc).__name__)
+            breaker.after_request(success=False)
             return f"{type(exc).__name__} from {self._path(request)}", None
         status = response.status_code
         self.stats.count_status(str(status))
@@ -212,16 +247,22 @@ class ApiClient:
         if (status == 429 or server.exhausted) and server.pause_for:
             limiter.pause(server.pause_for)
         if status in RETRY_STATUSES:
+            breaker.after_request(success=status == 429)
             wait = server.pause_for if status == 429 else server.retry_after
             return f"HTTP {status} from {self._path(request)}: {self._server_message(response)}", wait
         if status >= 400:
+            breaker.after_request(success=True)  # the endpoint is up; the request was wrong
             raise ApiError(
                 f"{where}: HTTP {status} from {self._path(request)}: {self._server_message(response)}", status
             )
         try:
-            return (response.json(), response.links), None
-        except (ValueError, json.JSONDecodeError):
+            body = response.json()
+        except ValueError:
+            self.stats.count_status("bad body")
+            breaker.after_request(success=False)
             return f"a body that is not JSON from {self._path(request)} ({response.text[:80]!r})", None
+        breaker.after_request(success=True)
+        return (body, response.links), None
 
     def _path(self, request: PageRequest) -> str:
         return request.url.removeprefix(self.base_url)

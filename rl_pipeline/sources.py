@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
+from rl_pipeline.breaker import BreakerPolicy
 from rl_pipeline.limits.adaptive import AimdPolicy
 from rl_pipeline.limits.algorithms import Algorithm, Limit
 
@@ -89,6 +90,27 @@ class AdaptiveSpec(_Spec):
             max_rate=self.max_rate,
             increase=self.increase,
             decrease=self.decrease,
+        )
+
+
+class CircuitBreakerSpec(_Spec):
+    """When an endpoint's circuit opens, and what a run does when it meets an open one."""
+
+    consecutive_failures: PositiveInt = 5
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    min_requests: PositiveInt = 20
+    window: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    cooldown: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    on_open: Literal["wait", "fail"] = "wait"
+    max_wait: float = Field(default=600.0, ge=0, allow_inf_nan=False, description="seconds a request waits, at most")
+
+    def policy(self) -> BreakerPolicy:
+        return BreakerPolicy(
+            consecutive_failures=self.consecutive_failures,
+            failure_rate=self.failure_rate,
+            min_requests=self.min_requests,
+            window=self.window,
+            cooldown=self.cooldown,
         )
 
 
@@ -197,6 +219,7 @@ class ApiSpec(_Spec):
     start_date: date
     rate_limits: list[RateLimitSpec] = Field(default_factory=list)
     adaptive: AdaptiveSpec | None = None
+    circuit_breaker: CircuitBreakerSpec = Field(default_factory=CircuitBreakerSpec)
     endpoints: dict[str, EndpointSpec] = Field(min_length=1)
 
     @model_validator(mode="after")

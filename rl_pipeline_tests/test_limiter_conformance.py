@@ -178,3 +178,13 @@ def test_a_pause_holds_back_every_limiter_sharing_the_budget(store, namespace) -
     assert b.wait_time() == pytest.approx(2.0)
     assert b.acquire() == pytest.approx(2.0)
     assert a.try_acquire()
+
+
+def test_update_is_atomic_read_modify_write(store, namespace) -> None:
+    key = f"{namespace}:counter"
+    assert store.get(key) is None
+    assert store.update(key, lambda v: str(int(v or 0) + 1)) == "1"
+    assert store.update(key, lambda v: str(int(v or 0) + 1)) == "2"
+    assert store.get(key) == "2"
+    store.delete(key)
+    assert store.update(key, lambda v: "fresh" if v is None else "stale") == "fresh"

@@ -11,6 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from rl_pipeline.demo_api.faults import Faults
+
 NAMES = [
     "Zoë Ångström",
     "José Núñez",
@@ -63,17 +65,18 @@ def _cached(seed: int, day: date) -> tuple[dict[str, Any], ...]:
     )
 
 
-def day_records(seed: int, day: date) -> list[dict[str, Any]]:
-    """Every record created on `day` (UTC), ordered by `created_at`."""
-    return [dict(r) for r in _cached(seed, day)]
+def day_records(seed: int, day: date, faults: Faults | None = None) -> list[dict[str, Any]]:
+    """Every record created on `day` (UTC), ordered by `created_at`, with any data faults."""
+    records = [dict(r) for r in _cached(seed, day)]
+    return faults.apply_to_day(day, records) if faults else records
 
 
-def range_records(seed: int, start: datetime, end: datetime) -> list[dict[str, Any]]:
+def range_records(seed: int, start: datetime, end: datetime, faults: Faults | None = None) -> list[dict[str, Any]]:
     """Every record with start <= created_at < end."""
     out: list[dict[str, Any]] = []
     day = start.date()
     while day_start(day) < end:
-        for record in _cached(seed, day):
+        for record in day_records(seed, day, faults):
             created = datetime.fromisoformat(record["created_at"])
             if start <= created < end:
                 out.append(record)

@@ -21,10 +21,11 @@ from __future__ import annotations
 import base64
 import json
 import math
+import random
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from rl_pipeline.demo_api.data import day_records, day_start, range_records
+from rl_pipeline.demo_api.faults import Faults
 
 MAX_PAGE_SIZE = 100
 
@@ -44,6 +46,7 @@ class DemoApiConfig:
     seed: int = 42
     token: str = "demo-token"
     limit_headers: bool = True  # False: an API that publishes nothing about its limit
+    faults: Faults = field(default_factory=Faults)
 
 
 class BadRequest(ValueError):
@@ -77,6 +80,7 @@ class DemoApi:
 
     def reset(self) -> None:
         with self.lock:
+            self.rng = random.Random(self.config.seed)
             self.bucket = _Bucket(self.config.rate, self.config.burst)
             self.quota_day: date | None = None
             self.quota_used = 0
@@ -115,6 +119,18 @@ class DemoApi:
             "X-RateLimit-Remaining": str(int(bucket.tokens)),
             "X-RateLimit-Reset": f"{next_in_ms / 1000:.3f}",
         }
+
+    def draw_fault(self) -> str | None:
+        """Which random fault, if any, this request meets."""
+        faults = self.config.faults
+        with self.lock:
+            roll = self.rng.random()
+        for name in ("error", "slow", "hang", "truncated", "html"):
+            rate = getattr(faults, f"{name}_rate")
+            if roll < rate:
+                return name
+            roll -= rate
+        return None
 
     def record(self, status: int, path: str) -> None:
         with self.lock:
@@ -196,26 +212,46 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, api.stats())
             return
         route = _ROUTES.get(url.path)
+        fault = None
         if route is None:
             status, body, headers = 404, {"error": f"no endpoint {url.path}"}, {}
+        elif time.time() < api.config.faults.outage_until:
+            status, body, headers = 503, {"error": "service unavailable (outage)"}, {}
         elif self.headers.get("Authorization") != f"Bearer {api.config.token}":
             status, body, headers = 401, {"error": "missing or invalid bearer token"}, {}
         else:
             status, headers, message = api.admit()
             body = {"error": message}
-            if status == 200:
+            fault = api.draw_fault() if status == 200 else None
+            if fault == "error":
+                status = random.choice([500, 502, 503, 504])
+                body = {"error": "internal error (injected)"}
+            elif status == 200:
                 try:
-                    body, extra = route(api.config.seed, parse_qs(url.query, keep_blank_values=True), url.path)
+                    body, extra = route(api, parse_qs(url.query, keep_blank_values=True), url.path)
                     headers |= extra
                 except BadRequest as exc:
                     status, body = 400, {"error": str(exc)}
         api.record(status, url.path)
-        self._send(status, body, headers)
+        if fault in ("slow", "hang"):
+            time.sleep(getattr(api.config.faults, f"{fault}_seconds"))
+        if fault == "truncated":
+            payload = json.dumps(body, ensure_ascii=False).encode()
+            self._send_raw(status, payload[: len(payload) // 2], "application/json; charset=utf-8", headers)
+        elif fault == "html":
+            page = b"<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
+            self._send_raw(200, page, "text/html", headers)
+        else:
+            self._send(status, body, headers)
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        payload = json.dumps(body, ensure_ascii=False).encode()
+        self._send_raw(
+            status, json.dumps(body, ensure_ascii=False).encode(), "application/json; charset=utf-8", headers
+        )
+
+    def _send_raw(self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status, HTTPStatus(status).phrase)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Date", self.date_time_string())
         for name, value in (headers or {}).items():
@@ -227,18 +263,18 @@ class Handler(BaseHTTPRequestHandler):
 Page = tuple[Any, dict[str, str]]
 
 
-def _offset(seed: int, params: dict[str, list[str]], path: str) -> Page:
-    records = day_records(seed, _day(params, "date"))
+def _offset(api: DemoApi, params: dict[str, list[str]], path: str) -> Page:
+    records = day_records(api.config.seed, _day(params, "date"), api.config.faults)
     offset = _int(params, "offset", 0, 0, 10**9)
     limit = _int(params, "limit", 50, 1, MAX_PAGE_SIZE)
     return {"data": records[offset : offset + limit], "total": len(records)}, {}
 
 
-def _pages(seed: int, params: dict[str, list[str]], path: str) -> Page:
+def _pages(api: DemoApi, params: dict[str, list[str]], path: str) -> Page:
     start, end = _range(
         _timestamp(params, "start", datetime.fromisoformat), _timestamp(params, "end", datetime.fromisoformat)
     )
-    records = range_records(seed, start, end)
+    records = range_records(api.config.seed, start, end, api.config.faults)
     page = _int(params, "page", 1, 1, 10**6)
     per_page = _int(params, "per_page", 50, 1, MAX_PAGE_SIZE)
     body = {
@@ -253,9 +289,10 @@ def _epoch(raw: str) -> datetime:
     return datetime.fromtimestamp(int(raw), UTC)
 
 
-def _cursor(seed: int, params: dict[str, list[str]], path: str) -> Page:
+def _cursor(api: DemoApi, params: dict[str, list[str]], path: str) -> Page:
+    faults = api.config.faults
     start, end = _range(_timestamp(params, "created_gte", _epoch), _timestamp(params, "created_lt", _epoch))
-    records = range_records(seed, start, end)
+    records = range_records(api.config.seed, start, end, faults)
     limit = _int(params, "limit", 50, 1, MAX_PAGE_SIZE)
     raw_cursor = _one(params, "cursor", "")
     try:
@@ -263,20 +300,24 @@ def _cursor(seed: int, params: dict[str, list[str]], path: str) -> Page:
     except ValueError:
         raise BadRequest(f"invalid cursor {raw_cursor!r}") from None
     has_more = offset + limit < len(records)
-    next_cursor = base64.urlsafe_b64encode(f"o:{offset + limit}".encode()).decode() if has_more else None
+    following = offset + limit - min(faults.repeat, limit - 1)
+    if faults.cursor_loop_after and offset // limit + 1 >= faults.cursor_loop_after:
+        following = 0
+    next_cursor = base64.urlsafe_b64encode(f"o:{following}".encode()).decode() if has_more else None
     return {"data": records[offset : offset + limit], "has_more": has_more, "next_cursor": next_cursor}, {}
 
 
-def _link(seed: int, params: dict[str, list[str]], path: str) -> Page:
+def _link(api: DemoApi, params: dict[str, list[str]], path: str) -> Page:
     day = _day(params, "day")
-    records = day_records(seed, day)
+    records = day_records(api.config.seed, day, api.config.faults)
     page = _int(params, "page", 1, 1, 10**6)
     per_page = _int(params, "per_page", 30, 1, MAX_PAGE_SIZE)
     headers = {}
     if page * per_page < len(records):
         query = urlencode({"day": day.isoformat(), "page": page + 1, "per_page": per_page})
         headers["Link"] = f'<{path}?{query}>; rel="next"'
-    return records[(page - 1) * per_page : page * per_page], headers
+    first = (page - 1) * per_page - (min(api.config.faults.repeat, per_page - 1) if page > 1 else 0)
+    return records[first : page * per_page], headers
 
 
 _ROUTES = {

@@ -10,7 +10,7 @@ where this one ended.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
@@ -33,28 +33,32 @@ class AdaptiveRate:
     def __init__(self, store: StateStore, key: str, policy: AimdPolicy, clock: Clock = SYSTEM_CLOCK) -> None:
         self.store, self.key, self.policy, self.clock = store, key, policy, clock
 
-    def _load(self) -> tuple[float, float]:
-        raw = self.store.get(self.key)
+    def _decode(self, raw: str | None) -> tuple[float, float]:
         if raw is None:
             return self.policy.initial_rate, 0.0
-        data = json.loads(raw)
-        return float(data["rate"]), float(data["decreased_at"])
+        rate, decreased_at = raw.split(",")
+        return float(rate), float(decreased_at)
 
-    def _save(self, rate: float, decreased_at: float) -> float:
-        rate = min(self.policy.max_rate, max(self.policy.min_rate, rate))
-        self.store.set(self.key, json.dumps({"rate": rate, "decreased_at": decreased_at}))
-        return rate
+    def _change(self, step: Callable[[float, float], tuple[float, float]]) -> float:
+        def apply(raw: str | None) -> str:
+            rate, decreased_at = step(*self._decode(raw))
+            rate = min(self.policy.max_rate, max(self.policy.min_rate, rate))
+            return f"{rate!r},{decreased_at!r}"
+
+        return self._decode(self.store.update(self.key, apply))[0]
 
     def current(self) -> float:
-        return self._load()[0]
+        return self._decode(self.store.get(self.key))[0]
 
     def on_success(self) -> float:
-        rate, decreased_at = self._load()
-        return self._save(rate + self.policy.increase / rate, decreased_at)
+        return self._change(lambda rate, decreased_at: (rate + self.policy.increase / rate, decreased_at))
 
     def on_throttled(self) -> float:
-        rate, decreased_at = self._load()
         now = self.clock.now()
-        if now - decreased_at < self.policy.cooldown:
-            return rate
-        return self._save(rate * self.policy.decrease, now)
+
+        def halve(rate: float, decreased_at: float) -> tuple[float, float]:
+            if now - decreased_at < self.policy.cooldown:
+                return rate, decreased_at
+            return rate * self.policy.decrease, now
+
+        return self._change(halve)

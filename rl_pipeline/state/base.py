@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from rl_pipeline.limits.algorithms import Limit, decide
@@ -34,6 +34,11 @@ class StateStore(ABC):
     def pause(self, namespace: str, until: float) -> None:
         """Hold back every grant in `namespace` until the epoch time `until`;
         a later pause already set is kept (pauses only ever lengthen)."""
+
+    @abstractmethod
+    def update(self, key: str, fn: Callable[[str | None], str | None]) -> str | None:
+        """Atomically replace the value at `key` (None when absent) by `fn(value)`
+        and return it. `fn` must be pure: a store may call it more than once."""
 
     @abstractmethod
     def get(self, key: str) -> str | None: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rl_pipeline.limits.algorithms import Limit
 from rl_pipeline.state.base import Budget, StateStore, decide_budget, paused_budget
@@ -31,6 +31,15 @@ class MemoryStore(StateStore):
     def pause(self, namespace: str, until: float) -> None:
         with self._lock:
             self._budgets[namespace] = paused_budget(self._budgets.get(namespace, {}), until)
+
+    def update(self, key: str, fn: Callable[[str | None], str | None]) -> str | None:
+        with self._lock:
+            value = fn(self._values.get(key))
+            if value is None:
+                self._values.pop(key, None)
+            else:
+                self._values[key] = value
+            return value
 
     def get(self, key: str) -> str | None:
         with self._lock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.resources import files
 
 import redis
@@ -45,6 +45,19 @@ class RedisStore(StateStore):
 
     def pause(self, namespace: str, until: float) -> None:
         self._pause(keys=[_key(namespace, "pause")], args=[repr(until)])
+
+    def update(self, key: str, fn: Callable[[str | None], str | None]) -> str | None:
+        # Optimistic: WATCH the key, compute, MULTI/EXEC; redis-py retries if another client wrote it meanwhile.
+        def attempt(pipe: redis.client.Pipeline) -> str | None:
+            value = fn(pipe.get(key))
+            pipe.multi()
+            if value is None:
+                pipe.delete(key)
+            else:
+                pipe.set(key, value)
+            return value
+
+        return self._redis.transaction(attempt, key, value_from_callable=True)
 
     def get(self, key: str) -> str | None:
         return self._redis.get(key)

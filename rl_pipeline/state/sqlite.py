@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from rl_pipeline.limits.algorithms import Limit
 from rl_pipeline.state.base import StateStore, decide_budget, decode_budget, encode_budget, paused_budget
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS budgets (namespace TEXT PRIMARY KEY, budget TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+_SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID"
 # One statement is one atomic write transaction: SQLite takes the write lock
-# before it reads the row, and the Python function rl_update decides inside
-# it. Twice as fast as BEGIN IMMEDIATE, SELECT, UPDATE, COMMIT.
-_UPDATE = "UPDATE budgets SET budget = rl_update(budget) WHERE namespace = ?"
-_CREATE = "INSERT OR IGNORE INTO budgets (namespace, budget) VALUES (?, '')"
+# before it reads the row, and the Python function rl_update computes the new
+# value inside it. Twice as fast as BEGIN IMMEDIATE, SELECT, UPDATE, COMMIT.
+_UPDATE = "UPDATE kv SET value = rl_update(value) WHERE key = ?"
+_CREATE = "INSERT OR IGNORE INTO kv (key, value) VALUES (?, NULL)"
 
 
 def sqlite_path(url: str) -> Path:
@@ -30,24 +27,23 @@ def sqlite_path(url: str) -> Path:
     return Path(path[1:])
 
 
-class _Update:
-    """The decision rl_update applies to the stored budget, and what it found.
-    One per connection (so per thread); it also remembers which namespaces'
-    rows are known to exist."""
+class _Updater:
+    """rl_update's Python side, one per connection (so per thread): applies
+    the function the store set for this statement and keeps its result."""
 
     def __init__(self) -> None:
-        self.apply = lambda budget: budget
-        self.wait = 0.0
-        self.created: set[str] = set()
+        self.fn: Callable[[str | None], str | None] = lambda value: value
+        self.result: str | None = None
 
-    def __call__(self, text: str | None) -> str:
-        return encode_budget(self.apply(decode_budget(text)))
+    def __call__(self, value: str | None) -> str | None:
+        self.result = self.fn(value)
+        return self.result
 
 
 class SqliteStore(StateStore):
-    """A namespace's limits and pause are one row, so a decision is one
-    UPSERT statement: processes serialize on SQLite's write lock and never
-    decide on stale state."""
+    """Every decision and update is one UPDATE statement on one row (a
+    namespace's limits and pause share a row), so processes serialize on
+    SQLite's write lock and never decide on stale state."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -56,45 +52,45 @@ class SqliteStore(StateStore):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        self._connection()[0].executescript(_SCHEMA)
+        self._connection()[0].execute(_SCHEMA)
 
-    def _connection(self) -> tuple[sqlite3.Connection, _Update]:
+    def _connection(self) -> tuple[sqlite3.Connection, _Updater]:
         found = getattr(self._local, "conn", None)
         if found is None:
             conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            update = _Update()
-            conn.create_function("rl_update", 1, update)
-            found = self._local.conn = (conn, update)
+            updater = _Updater()
+            conn.create_function("rl_update", 1, updater)
+            found = self._local.conn = (conn, updater)
             with self._all_lock:
                 self._all.append(conn)
         return found
 
+    def update(self, key: str, fn: Callable[[str | None], str | None]) -> str | None:
+        conn, updater = self._connection()
+        updater.fn = fn
+        if conn.execute(_UPDATE, (key,)).rowcount == 0:
+            conn.execute(_CREATE, (key,))
+            conn.execute(_UPDATE, (key,))
+        return updater.result
+
     def acquire(
         self, namespace: str, limits: Sequence[tuple[str, Limit]], cost: float, now: float, *, dry_run: bool = False
     ) -> float:
-        conn, update = self._connection()
+        wait = 0.0
 
-        def apply(budget: dict[str, list[float]]) -> dict[str, list[float]]:
-            update.wait, new_states = decide_budget(budget, limits, now, cost)
-            return budget if new_states is None or dry_run else budget | new_states
+        def decide(value: str | None) -> str | None:
+            nonlocal wait
+            budget = decode_budget(value)
+            wait, new_states = decide_budget(budget, limits, now, cost)
+            return value if new_states is None or dry_run else encode_budget(budget | new_states)
 
-        update.apply = apply
-        self._run(conn, update, namespace)
-        return update.wait
+        self.update(f"budget:{namespace}", decide)
+        return wait
 
     def pause(self, namespace: str, until: float) -> None:
-        conn, update = self._connection()
-        update.apply = lambda budget: paused_budget(budget, until)
-        self._run(conn, update, namespace)
-
-    @staticmethod
-    def _run(conn: sqlite3.Connection, update: _Update, namespace: str) -> None:
-        if namespace not in update.created:
-            conn.execute(_CREATE, (namespace,))
-            update.created.add(namespace)
-        conn.execute(_UPDATE, (namespace,))
+        self.update(f"budget:{namespace}", lambda value: encode_budget(paused_budget(decode_budget(value), until)))
 
     def get(self, key: str) -> str | None:
         row = self._connection()[0].execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()

@@ -1,0 +1,147 @@
+"""A circuit breaker per endpoint, shared by every worker through the state store.
+
+closed --(N consecutive failures, or a failure rate over a window)--> open
+open --(cool-down over)--> half-open: exactly one worker, anywhere, gets the probe
+half-open --(probe succeeds)--> closed;  --(probe fails)--> open again
+
+While open, no worker in any process sends a request to the endpoint. A
+failure is what says the endpoint is unwell: a 5xx, a timeout, a dropped
+connection, a broken body. A 429 is the rate limiter's business, and other
+4xx are the caller's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from rl_pipeline.clock import SYSTEM_CLOCK, Clock
+from rl_pipeline.state.base import StateStore
+
+
+class CircuitOpen(RuntimeError):
+    """The endpoint's circuit is open; `until` is when a probe may go."""
+
+    def __init__(self, endpoint: str, until: float) -> None:
+        when = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        super().__init__(f"circuit open for {endpoint} until {when}")
+        self.endpoint, self.until = endpoint, until
+
+
+class Status(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """When to open. The failure rate counts a window's requests from its first
+    failure on: a healthy endpoint then costs one read per request, no write."""
+
+    consecutive_failures: int = 5  # open after this many failures in a row
+    failure_rate: float = 0.5  # or when this share of a window's requests failed
+    min_requests: int = 20  # (counting only windows with at least this many requests)
+    window: float = 60.0  # seconds
+    cooldown: float = 10.0  # seconds open before one probe may go
+    probe_timeout: float = 60.0  # a probe not heard from by then is presumed dead; another may go
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    status: Status = Status.CLOSED
+    consecutive: int = 0
+    window_start: float = 0.0
+    requests: int = 0
+    failures: int = 0
+    open_until: float = 0.0
+    probe_until: float = 0.0  # half-open: the probe's lease
+
+    def encode(self) -> str:
+        return ",".join(
+            [self.status.value]
+            + [repr(v) for v in (self.consecutive, self.window_start, self.requests, self.failures)]
+            + [repr(self.open_until), repr(self.probe_until)]
+        )
+
+    @classmethod
+    def decode(cls, raw: str | None) -> BreakerState:
+        if not raw:
+            return cls()
+        status, consecutive, start, requests, failures, open_until, probe_until = raw.split(",")
+        return cls(
+            Status(status), int(consecutive), float(start), int(requests), int(failures), float(open_until),
+            float(probe_until),
+        )  # fmt: skip
+
+
+def admit(state: BreakerState, policy: BreakerPolicy, now: float) -> tuple[bool, BreakerState]:
+    """May a request go now? Taking the half-open probe is part of the answer."""
+    if state.status is Status.CLOSED:
+        return True, state
+    if state.status is Status.OPEN and now < state.open_until:
+        return False, state
+    if state.status is Status.HALF_OPEN and now < state.probe_until:
+        return False, state  # another worker's probe is in flight
+    return True, replace(state, status=Status.HALF_OPEN, probe_until=now + policy.probe_timeout)
+
+
+def record(state: BreakerState, policy: BreakerPolicy, now: float, success: bool) -> BreakerState:
+    """The state after a request's outcome."""
+    if state.status is Status.HALF_OPEN:
+        if success:
+            return BreakerState(window_start=now)
+        return BreakerState(Status.OPEN, open_until=now + policy.cooldown, window_start=now)
+    if state.status is Status.OPEN:
+        return state  # a straggler sent before the circuit opened
+    if now - state.window_start >= policy.window:
+        state = replace(state, window_start=now, requests=0, failures=0)
+    requests, failures = state.requests + 1, state.failures + (not success)
+    consecutive = 0 if success else state.consecutive + 1
+    tripped = consecutive >= policy.consecutive_failures or (
+        requests >= policy.min_requests and failures / requests >= policy.failure_rate
+    )
+    if tripped:
+        return BreakerState(Status.OPEN, open_until=now + policy.cooldown, window_start=now)
+    return replace(state, consecutive=consecutive, requests=requests, failures=failures)
+
+
+class CircuitBreaker:
+    """One endpoint's breaker; its state lives in the shared store."""
+
+    def __init__(
+        self, store: StateStore, key: str, name: str, policy: BreakerPolicy | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self.store, self.key, self.name = store, key, name
+        self.policy = policy or BreakerPolicy()
+        self.clock = clock
+
+    def state(self) -> BreakerState:
+        return BreakerState.decode(self.store.get(self.key))
+
+    def before_request(self) -> None:
+        """Return if a request may go; raise CircuitOpen saying until when otherwise."""
+        state = self.state()
+        if state.status is Status.CLOSED:  # the common case costs one read
+            return
+        admitted = False
+
+        def take(raw: str | None) -> str:
+            nonlocal admitted, state
+            admitted, state = admit(BreakerState.decode(raw), self.policy, self.clock.now())
+            return state.encode()
+
+        self.store.update(self.key, take)
+        if not admitted:
+            until = state.open_until if state.status is Status.OPEN else state.probe_until
+            raise CircuitOpen(self.name, until)
+
+    def after_request(self, success: bool) -> BreakerState:
+        now = self.clock.now()
+        if success and self.state() == BreakerState(window_start=self.state().window_start):
+            return self.state()  # closed and clean: nothing to write
+        raw = self.store.update(
+            self.key, lambda raw: record(BreakerState.decode(raw), self.policy, now, success).encode()
+        )
+        return BreakerState.decode(raw)

@@ -1,0 +1,54 @@
+"""Switches that make the demo API misbehave like real ones do; all off by default.
+
+Random faults draw from one seeded generator, so a test sees the same rates
+every run. Data faults (drift, type change, a missing id) are part of the
+dataset itself, so tests compute the expected rows with the same switches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import date
+from typing import Any
+
+
+@dataclass
+class Faults:
+    error_rate: float = 0.0  # share of requests answered 500/502/503/504
+    slow_rate: float = 0.0  # share answered after `slow_seconds`
+    slow_seconds: float = 0.5
+    hang_rate: float = 0.0  # share that hang for `hang_seconds`, past a client's read timeout
+    hang_seconds: float = 30.0
+    truncated_rate: float = 0.0  # share answered 200 with JSON cut short
+    html_rate: float = 0.0  # share answered 200 with an HTML error page
+    outage_until: float = 0.0  # epoch seconds: until then every request gets 503
+    drift_from: date | None = None  # from this day on, records carry a new field `channel`
+    type_change_from: date | None = None  # from this day on, `quantity` is a string ("12 units")
+    missing_id_on: date | None = None  # on this day one record has no `id`
+    repeat: int = 0  # cursor and Link pages re-serve the previous page's last `repeat` records
+    cursor_loop_after: int = 0  # cursor endpoint: after this many pages the cursor leads back to page 1
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """Apply switches from JSON (dates as YYYY-MM-DD); unknown names are an error."""
+        known = {f.name for f in fields(self)}
+        for name, value in changes.items():
+            if name not in known:
+                raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(known))}")
+            if name.endswith(("_from", "_on")) and isinstance(value, str):
+                value = date.fromisoformat(value)
+            setattr(self, name, value)
+
+    def apply_to_day(self, day: date, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The data faults for `day`, on copies of its records."""
+        if self.drift_from and day >= self.drift_from:
+            records = [{**r, "channel": ("web", "app", "pos")[int(r["id"][-5:]) % 3]} for r in records]
+        if self.type_change_from and day >= self.type_change_from:
+            records = [{**r, "quantity": f"{r['quantity']} units"} for r in records]
+        if self.missing_id_on == day and records:
+            middle = len(records) // 2
+            records = [
+                *records[:middle],
+                {k: v for k, v in records[middle].items() if k != "id"},
+                *records[middle + 1 :],
+            ]
+        return records
