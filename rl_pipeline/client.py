@@ -74,6 +74,34 @@ class RequestStats:
         with self._lock:
             self.statuses[status] += 1
 
+    def snapshot(self) -> dict[str, Any]:
+        """The counters now, as plain values."""
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "retries": self.retries,
+                "http_429": self.rate_limited,
+                "limiter_wait_s": self.limiter_wait_s,
+                "retry_wait_s": self.retry_wait_s,
+                "circuit_wait_s": self.circuit_wait_s,
+                "statuses": dict(self.statuses),
+            }
+
+    def since(self, before: dict[str, Any]) -> dict[str, Any]:
+        """What changed after `before` (a snapshot): counts, seconds rounded to ms, statuses seen."""
+        now = self.snapshot()
+        delta: dict[str, Any] = {
+            name: round(value - before[name], 3) if isinstance(value, float) else value - before[name]
+            for name, value in now.items()
+            if name != "statuses"
+        }
+        delta["statuses"] = {
+            status: count - before["statuses"].get(status, 0)
+            for status, count in now["statuses"].items()
+            if count > before["statuses"].get(status, 0)
+        }
+        return delta
+
 
 @dataclass(frozen=True)
 class Page:

@@ -20,6 +20,10 @@ from rl_pipeline.warehouse import Warehouse
 DEFAULT_BATCH_ROWS = 5_000
 
 
+class IngestError(ValueError):
+    """A page the API served that cannot be stored; the message names source, partition and page."""
+
+
 @dataclass
 class DayResult:
     day: date
@@ -51,6 +55,10 @@ def ingest_day(
     result = DayResult(day, resumed=start is not None)
     buffer: list[dict[str, Any]] = []
     for page in client.fetch_day(endpoint, day, start):
+        where = f"source {client.name}.{endpoint}, partition {day.isoformat()}, page {page.number}"
+        for index, record in enumerate(page.records):
+            if not isinstance(record, dict) or record.get(spec.id_field) is None:
+                raise IngestError(f"{where}: record {index} has no {spec.id_field!r}: {str(record)[:200]}")
         result.pages += 1
         buffer.extend(page.records)
         if len(buffer) >= batch_rows or page.next is None:
@@ -60,7 +68,7 @@ def ingest_day(
                 id_field=spec.id_field,
                 partition=day.isoformat(),
                 fetched_at=datetime.now(UTC),
-                where=f"source {client.name}.{endpoint}, partition {day.isoformat()}, page {page.number}",
+                where=where,
             )
             buffer = []
             if page.next is not None:

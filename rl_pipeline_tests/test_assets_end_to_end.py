@@ -10,32 +10,14 @@ import dagster as dg
 import pytest
 
 from rl_pipeline.definitions import build_definitions
-from rl_pipeline.defs.assets import endpoint_asset
-from rl_pipeline.defs.resources import DuckDBWarehouse, RateLimitedApi
-from rl_pipeline.sources import load_sources
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import DAYS, TOKEN, expected_rows, table_rows
-
-
-def demo_asset(endpoint: str) -> dg.AssetsDefinition:
-    return endpoint_asset("demo", endpoint, load_sources().apis["demo"])
-
+from rl_pipeline_tests.conftest import DAYS, TOKEN, backfill, expected_rows, table_rows
 
 ENDPOINTS = ["events_offset", "events_pages", "events_cursor", "events_link"]
 
 
-def materialize(
-    asset_names: list[str], first: str, last: str, warehouse: Warehouse, store_url: str
-) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [demo_asset(name) for name in asset_names],
-        resources={
-            "demo_api": RateLimitedApi(api="demo", token=dg.EnvVar("RL_DEMO_API_TOKEN"), state_store=store_url),
-            "warehouse": DuckDBWarehouse(path=str(warehouse.path)),
-        },
-        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
-        raise_on_error=False,
-    )
+def materialize(endpoints: list[str], first: str, last: str, warehouse: Warehouse, store_url: str):
+    return backfill(endpoints, first, last, warehouse, store_url)
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
@@ -51,9 +33,10 @@ def test_each_pagination_style_lands_the_exact_dataset_and_replays_cleanly(
     assert count == len(expected) > 1344
     assert rows == expected
 
-    materialization = result.asset_materializations_for_node(endpoint)[0]
-    assert materialization.metadata["records"].value == len(expected)
-    assert materialization.metadata["http_429"].value == 0
+    materializations = result.asset_materializations_for_node(endpoint)
+    assert sorted(m.partition for m in materializations) == days  # one per day, with that day's numbers
+    assert sum(m.metadata["records"].value for m in materializations) == len(expected)
+    assert all(m.metadata["http_429"].value == 0 for m in materializations)
 
     again = materialize([endpoint], days[2], days[4], warehouse, store_url)
     assert again.success
@@ -62,15 +45,7 @@ def test_each_pagination_style_lands_the_exact_dataset_and_replays_cleanly(
 
 def test_partition_status_is_recorded_per_day(demo_api, warehouse: Warehouse, store_url: str) -> None:
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize(
-        [demo_asset("events_offset")],
-        instance=instance,
-        resources={
-            "demo_api": RateLimitedApi(api="demo", token=dg.EnvVar("RL_DEMO_API_TOKEN"), state_store=store_url),
-            "warehouse": DuckDBWarehouse(path=str(warehouse.path)),
-        },
-        tags={"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-01-03"},
-    )
+    result = backfill(["events_offset"], "2024-01-01", "2024-01-03", warehouse, store_url, instance=instance)
     assert result.success
     done = instance.get_materialized_partitions(dg.AssetKey("events_offset"))
     assert done == {"2024-01-01", "2024-01-02", "2024-01-03"}

@@ -8,6 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from rl_pipeline.client import ApiClient
+from rl_pipeline.ingest import DEFAULT_BATCH_ROWS
 from rl_pipeline.retry import Jitter, RetryPolicy
 from rl_pipeline.sources import load_sources
 from rl_pipeline.state import StateStore, open_store
@@ -66,6 +67,11 @@ class DuckDBWarehouse(dg.ConfigurableResource):
 
     path: str = Field(default=DEFAULT_WAREHOUSE, description="The DuckDB database file.")
     lock_patience: float = Field(default=120.0, gt=0, description="Seconds a writer waits for another to finish.")
+    batch_rows: int = Field(
+        default=DEFAULT_BATCH_ROWS,
+        ge=1,
+        description="Rows buffered before a write; a checkpoint follows each write. Bounds memory per day.",
+    )
 
     def warehouse(self) -> Warehouse:
         return Warehouse(self.path, lock_patience=self.lock_patience)

@@ -1,0 +1,112 @@
+"""What each fault of the demo API must get: the data kept, or a clear error and a safe rerun."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+import pytest
+
+from rl_pipeline.demo_api.faults import Faults
+from rl_pipeline.warehouse import Warehouse
+from rl_pipeline_tests.conftest import backfill, day_range, expected_rows, table_rows
+
+FAST_RETRIES = {"base_delay": 0.01, "max_delay": 0.05, "max_attempts": 3}
+
+
+def error_of(result: dg.ExecuteInProcessResult, node: str) -> str:
+    return str(result.failure_data_for_node(node).error)
+
+
+def test_schema_drift_adds_a_column_and_older_rows_keep_null(make_demo_api, warehouse: Warehouse, store_url) -> None:
+    faults = Faults(drift_from=date(2024, 1, 5))
+    make_demo_api(faults=faults)
+    days = day_range("2024-01-03", "2024-01-06")
+    assert backfill(["events_offset"], days[0], days[-1], warehouse, store_url).success
+    with warehouse.connect(read_only=True) as conn:
+        by_day = dict(
+            conn.execute("SELECT _partition, count(channel) FROM events_offset GROUP BY 1 ORDER BY 1").fetchall()
+        )
+    assert by_day["2024-01-03"] == by_day["2024-01-04"] == 0
+    assert by_day["2024-01-05"] > 0 and by_day["2024-01-06"] > 0
+    assert table_rows(warehouse, "events_offset")[1] == expected_rows(days, faults=faults)
+
+
+def test_a_type_change_widens_the_column_and_loses_no_value(make_demo_api, warehouse: Warehouse, store_url) -> None:
+    faults = Faults(type_change_from=date(2024, 1, 5))
+    make_demo_api(faults=faults)
+    days = day_range("2024-01-03", "2024-01-06")
+    assert backfill(["events_cursor"], days[0], days[-1], warehouse, store_url).success
+    with warehouse.connect(read_only=True) as conn:
+        kind = conn.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'events_cursor' AND column_name = 'quantity'"
+        ).fetchone()[0]
+    assert kind == "VARCHAR"
+    rows = table_rows(warehouse, "events_cursor")[1]
+    expected = expected_rows(days, faults=faults)
+    for row in expected.values():
+        row["quantity"] = str(row["quantity"])  # the integers of the early days, as text now
+    assert rows == expected
+
+
+def test_a_record_without_id_fails_its_day_naming_the_page_and_keeps_the_days_before(
+    make_demo_api, warehouse: Warehouse, store_url
+) -> None:
+    faults = Faults(missing_id_on=date(2024, 1, 5))
+    server = make_demo_api(faults=faults)
+    instance = dg.DagsterInstance.ephemeral()
+    result = backfill(["events_offset"], "2024-01-03", "2024-01-06", warehouse, store_url, instance=instance)
+    assert not result.success
+    message = error_of(result, "events_offset")
+    assert "source demo.events_offset, partition 2024-01-05, page 2: record" in message
+    assert "has no 'id'" in message
+    # The days before are written and recorded as done; the failed one and the one after are not.
+    assert instance.get_materialized_partitions(dg.AssetKey("events_offset")) == {"2024-01-03", "2024-01-04"}
+    assert table_rows(warehouse, "events_offset")[1] == expected_rows(["2024-01-03", "2024-01-04"])
+
+    server.api.config.faults.missing_id_on = None  # the API is fixed; the rerun is safe and complete
+    assert backfill(["events_offset"], "2024-01-03", "2024-01-06", warehouse, store_url).success
+    assert table_rows(warehouse, "events_offset")[1] == expected_rows(day_range("2024-01-03", "2024-01-06"))
+
+
+def test_a_cursor_that_loops_back_fails_naming_the_page(make_demo_api, warehouse: Warehouse, store_url) -> None:
+    make_demo_api(faults=Faults(cursor_loop_after=3))
+    result = backfill(["events_cursor"], "2024-01-04", "2024-01-04", warehouse, store_url)
+    assert not result.success
+    message = error_of(result, "events_cursor")
+    assert "source demo.events_cursor, partition 2024-01-04, page 5: the API led back to an earlier page" in message
+
+
+@pytest.mark.parametrize("fault", ["truncated_rate", "html_rate"])
+def test_an_unparseable_page_fails_after_its_retries(fault, make_demo_api, warehouse: Warehouse, store_url) -> None:
+    server = make_demo_api(faults=Faults(**{fault: 1.0}))
+    result = backfill(["events_link"], "2024-01-03", "2024-01-03", warehouse, store_url, **FAST_RETRIES)
+    assert not result.success
+    message = error_of(result, "events_link")
+    assert "source demo.events_link, partition 2024-01-03, page 1: a body that is not JSON" in message
+    assert "gave up after 3 attempts" in message
+    assert len(server.api.stats()["requests"]) == 3
+
+
+@pytest.mark.parametrize("endpoint", ["events_cursor", "events_link"])
+def test_records_repeated_across_pages_land_once(endpoint, make_demo_api, warehouse: Warehouse, store_url) -> None:
+    make_demo_api(faults=Faults(repeat=7))
+    days = day_range("2024-01-03", "2024-01-05")
+    result = backfill([endpoint], days[0], days[-1], warehouse, store_url)
+    assert result.success
+    count, rows = table_rows(warehouse, endpoint)
+    expected = expected_rows(days)
+    assert count == len(expected) and rows == expected
+    served = sum(m.metadata["records"].value for m in result.asset_materializations_for_node(endpoint))
+    assert served == len(expected)  # rows written are unique ids, not records served
+
+
+def test_5xx_are_retried_until_the_day_is_complete(make_demo_api, warehouse: Warehouse, store_url) -> None:
+    server = make_demo_api(faults=Faults(error_rate=0.2))
+    days = day_range("2024-01-03", "2024-01-05")
+    result = backfill(["events_pages"], days[0], days[-1], warehouse, store_url, base_delay=0.01, max_delay=0.1)
+    assert result.success
+    assert table_rows(warehouse, "events_pages")[1] == expected_rows(days)
+    statuses = server.api.stats()["by_status"]
+    retries = sum(m.metadata["retries"].value for m in result.asset_materializations_for_node("events_pages"))
+    assert retries == sum(statuses.get(s, 0) for s in ("500", "502", "503", "504")) > 0
