@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +20,6 @@ import pyarrow as pa
 
 PARTITION_COLUMN = "_partition"
 FETCHED_AT_COLUMN = "_fetched_at"
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE"}
 
 
@@ -34,10 +32,14 @@ class WarehouseBusy(WarehouseError):
 
 
 def quote(identifier: str) -> str:
-    """A validated, double-quoted SQL identifier."""
-    if not _IDENTIFIER.match(identifier):
-        raise WarehouseError(f"{identifier!r} is not a safe SQL identifier")
-    return f'"{identifier}"'
+    """`identifier` as a double-quoted SQL identifier, whatever characters it holds.
+
+    Table names were validated when the sources file was loaded; field names
+    come from the API and are taken as they are, quoted, never interpreted.
+    """
+    if not identifier or "\x00" in identifier:
+        raise WarehouseError(f"{identifier!r} cannot be a column or table name")
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _normalized(records: Sequence[dict[str, Any]], id_field: str, where: str) -> list[dict[str, Any]]:

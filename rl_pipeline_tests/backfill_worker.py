@@ -1,19 +1,20 @@
 """A backfill run in its own process, as Dagster runs one: `python -m rl_pipeline_tests.backfill_worker`.
 
 Materializes one asset for a range of days with a chosen state store and
-warehouse; used by the tests that need real concurrent processes.
+warehouse; used by the tests that need real concurrent or killed processes.
+Prints one JSON line per materialized day.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import dagster as dg
 
-from rl_pipeline.defs.assets import endpoint_asset
-from rl_pipeline.defs.resources import DuckDBWarehouse, RateLimitedApi
-from rl_pipeline.sources import load_sources
+from rl_pipeline.warehouse import Warehouse
+from rl_pipeline_tests.conftest import backfill, day_range
 
 
 def main() -> int:
@@ -23,16 +24,33 @@ def main() -> int:
     parser.add_argument("--last", required=True)
     parser.add_argument("--store", required=True)
     parser.add_argument("--warehouse", required=True)
-    args = parser.parse_args()
-    result = dg.materialize(
-        [endpoint_asset("demo", args.asset, load_sources().apis["demo"])],
-        resources={
-            "demo_api": RateLimitedApi(api="demo", token=dg.EnvVar("RL_DEMO_API_TOKEN"), state_store=args.store),
-            "warehouse": DuckDBWarehouse(path=args.warehouse),
-        },
-        tags={"dagster/asset_partition_range_start": args.first, "dagster/asset_partition_range_end": args.last},
-        raise_on_error=False,
+    parser.add_argument("--batch-rows", type=int)
+    parser.add_argument("--api-config", default="{}", help="JSON of RateLimitedApi fields")
+    parser.add_argument(
+        "--missing-only", action="store_true", help="like a relaunched backfill: skip days the instance has done"
     )
+    args = parser.parse_args()
+    instance = dg.DagsterInstance.get() if args.missing_only else None  # the one at $DAGSTER_HOME
+    first = args.first
+    if instance is not None:
+        done = instance.get_materialized_partitions(dg.AssetKey(args.asset))
+        first = next((day for day in day_range(args.first, args.last) if day not in done), None)
+        if first is None:
+            return 0
+    result = backfill(
+        [args.asset],
+        first,
+        args.last,
+        Warehouse(args.warehouse),
+        args.store,
+        instance=instance,
+        batch_rows=args.batch_rows,
+        **json.loads(args.api_config),
+    )
+    for event in result.asset_materializations_for_node(args.asset):
+        print(json.dumps({"partition": event.partition, **{k: v.value for k, v in event.metadata.items()}}))
+    if not result.success:
+        print(result.failure_data_for_node(args.asset).error, file=sys.stderr)
     return 0 if result.success else 1
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -194,3 +195,37 @@ def backfill(
         tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
         raise_on_error=False,
     )
+
+
+def start_backfill(
+    endpoint: str,
+    first: str,
+    last: str,
+    store_url: str,
+    warehouse: Warehouse,
+    batch_rows: int | None = None,
+    missing_only: bool = False,
+    **api_config: Any,
+) -> subprocess.Popen[str]:
+    """A backfill run in a process of its own (see backfill_worker)."""
+    command = [
+        sys.executable, "-m", "rl_pipeline_tests.backfill_worker", "--asset", endpoint,
+        "--first", first, "--last", last, "--store", store_url, "--warehouse", str(warehouse.path),
+        "--api-config", json.dumps(api_config),
+    ]  # fmt: skip
+    if batch_rows:
+        command += ["--batch-rows", str(batch_rows)]
+    if missing_only:
+        command.append("--missing-only")
+    return subprocess.Popen(command, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def most_in_any_window(times: list[float], window: float = 1.0) -> int:
+    """The most of `times` in any half-open window [t, t + window)."""
+    times = sorted(times)
+    j = best = 0
+    for i, start in enumerate(times):
+        while j < len(times) and times[j] < start + window:
+            j += 1
+        best = max(best, j - i)
+    return best

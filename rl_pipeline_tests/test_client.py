@@ -12,18 +12,13 @@ from rl_pipeline.demo_api import day_records
 from rl_pipeline.retry import RetryPolicy
 from rl_pipeline.sources import RateLimitSpec, load_sources
 from rl_pipeline.state import open_store
-from rl_pipeline_tests.conftest import TOKEN
+from rl_pipeline_tests.conftest import TOKEN, most_in_any_window
 
 
 def demo_client(rate: float, burst: float, store_url: str = "memory://", **kwargs) -> ApiClient:
     spec = load_sources().apis["demo"]
     spec = spec.model_copy(update={"rate_limits": [RateLimitSpec(rate=rate, burst=burst)]})
     return ApiClient("demo", spec, token=kwargs.pop("token", TOKEN), store=open_store(store_url), **kwargs)
-
-
-def most_in_any_window(times: list[float], window: float = 1.0) -> int:
-    times = sorted(times)
-    return max((sum(1 for t in times[i:] if t < start + window) for i, start in enumerate(times)), default=0)
 
 
 def test_the_client_stays_under_the_published_limit_measured_by_the_server(make_demo_api) -> None:

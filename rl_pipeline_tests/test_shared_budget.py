@@ -2,47 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import expected_rows, table_rows
+from rl_pipeline_tests.conftest import expected_rows, most_in_any_window, start_backfill, table_rows
 
 RATE, BURST = 20, 20  # the demo API's published limit in the shipped sources file
 RANGES = [("2024-01-01", "2024-01-10"), ("2024-01-11", "2024-01-20"), ("2024-01-21", "2024-01-30")]
 
 
 def run_concurrently(store_url: str, warehouse: Warehouse) -> None:
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable, "-m", "rl_pipeline_tests.backfill_worker", "--asset", "events_offset",
-                "--first", first, "--last", last, "--store", store_url, "--warehouse", str(warehouse.path),
-            ],
-            env=os.environ.copy(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for first, last in RANGES
-    ]  # fmt: skip
+    processes = [start_backfill("events_offset", first, last, store_url, warehouse) for first, last in RANGES]
     for process in processes:
         _, err = process.communicate(timeout=300)
         assert process.returncode == 0, err[-3000:]
-
-
-def most_in_any_window(times: list[float], window: float = 1.0) -> int:
-    times = sorted(times)
-    j, best = 0, 0
-    for i, start in enumerate(times):
-        while j < len(times) and times[j] < start + window:
-            j += 1
-        best = max(best, j - i)
-    return best
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])

@@ -14,6 +14,7 @@ from typing import Any
 
 @dataclass
 class Faults:
+    seed: int = 0  # of the random faults' generator
     error_rate: float = 0.0  # share of requests answered 500/502/503/504
     slow_rate: float = 0.0  # share answered after `slow_seconds`
     slow_seconds: float = 0.5

@@ -80,11 +80,12 @@ class DemoApi:
 
     def reset(self) -> None:
         with self.lock:
-            self.rng = random.Random(self.config.seed)
+            self.rng = random.Random(self.config.faults.seed)
             self.bucket = _Bucket(self.config.rate, self.config.burst)
             self.quota_day: date | None = None
             self.quota_used = 0
             self.log: list[tuple[float, int, str]] = []
+            self.faults_served: Counter[str] = Counter()
 
     def admit(self) -> tuple[int, dict[str, str], str | None]:
         """Charge one request: (status, headers, error message or None)."""
@@ -125,11 +126,12 @@ class DemoApi:
         faults = self.config.faults
         with self.lock:
             roll = self.rng.random()
-        for name in ("error", "slow", "hang", "truncated", "html"):
-            rate = getattr(faults, f"{name}_rate")
-            if roll < rate:
-                return name
-            roll -= rate
+            for name in ("error", "slow", "hang", "truncated", "html"):
+                rate = getattr(faults, f"{name}_rate")
+                if roll < rate:
+                    self.faults_served[name] += 1
+                    return name
+                roll -= rate
         return None
 
     def record(self, status: int, path: str) -> None:
@@ -142,6 +144,7 @@ class DemoApi:
                 "by_status": dict(Counter(str(status) for _, status, _ in self.log)),
                 "requests": [list(entry) for entry in self.log],
                 "quota_used": self.quota_used,
+                "faults": dict(self.faults_served),
             }
 
 
