@@ -65,7 +65,13 @@ def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinitio
                 yield dg.AssetMaterialization(
                     asset_key=context.asset_key,
                     partition=key,
-                    metadata={"records": result.records, "pages": result.pages, "resumed": result.resumed, **used},
+                    metadata={
+                        "records": result.records,
+                        "pages": result.pages,
+                        "resumed": result.resumed,
+                        **used,
+                        "circuit": client.breaker(endpoint).state().status.value,
+                    },
                 )
         finally:
             client.close()
