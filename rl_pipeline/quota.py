@@ -1,0 +1,179 @@
+"""Daily and monthly request quotas, kept in the shared store, and a completion forecast.
+
+Every request sent is charged (retries too) before it goes; a charge that
+would pass a quota raises QuotaExhausted and charges nothing, so the quota is
+never exceeded by this client, whatever number of workers share it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from rl_pipeline.clock import SYSTEM_CLOCK, Clock
+from rl_pipeline.state.base import StateStore
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class QuotaExhausted(RuntimeError):
+    """A quota has no request left; it says which, how much was used and when it resets."""
+
+    def __init__(self, api: str, which: str, used: int, limit: int, resets_at: float) -> None:
+        super().__init__(
+            f"{which} quota of {limit} requests for {api} is used up ({used} used); resets at {_iso(resets_at)}"
+        )
+        self.which, self.used, self.limit, self.resets_at = which, used, limit, resets_at
+
+
+@dataclass(frozen=True)
+class QuotaPolicy:
+    daily: int | None = None
+    monthly: int | None = None
+    reset_hour: int = 0  # UTC hour at which a day (and a month, on its first day) starts
+
+    def periods(self, now: float) -> tuple[float, float, float, float]:
+        """(day start, next day start, month start, next month start) around `now`, as epoch seconds."""
+        moment = datetime.fromtimestamp(now, UTC) - timedelta(hours=self.reset_hour)
+        day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        month = day.replace(day=1)
+        next_month = (month + timedelta(days=32)).replace(day=1)
+        shift = timedelta(hours=self.reset_hour)
+        return tuple((t + shift).timestamp() for t in (day, day + timedelta(days=1), month, next_month))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Usage:
+    day_used: int
+    month_used: int
+    day_left: float  # math.inf when there is no such quota
+    month_left: float
+    day_resets_at: float
+    month_resets_at: float
+
+    @property
+    def left(self) -> float:
+        return min(self.day_left, self.month_left)
+
+
+class QuotaLedger:
+    """One API's quota ledger; every thread, process and machine on the store shares it."""
+
+    def __init__(self, store: StateStore, api: str, policy: QuotaPolicy, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.store, self.api, self.policy, self.clock = store, api, policy, clock
+        self.key = f"quota:{api}"
+
+    def _read(self, raw: str | None, now: float) -> tuple[float, int, float, int]:
+        """(day start, used that day, month start, used that month), rolled over to the current periods."""
+        day_start, _, month_start, _ = self.policy.periods(now)
+        stored_day, day_used, stored_month, month_used = (
+            (float(x) for x in raw.split(",")) if raw else (day_start, 0, month_start, 0)
+        )
+        return (
+            day_start,
+            int(day_used) if stored_day == day_start else 0,
+            month_start,
+            int(month_used) if stored_month == month_start else 0,
+        )
+
+    def usage(self) -> Usage:
+        now = self.clock.now()
+        _, day_used, _, month_used = self._read(self.store.get(self.key), now)
+        _, next_day, _, next_month = self.policy.periods(now)
+        daily, monthly = self.policy.daily, self.policy.monthly
+        return Usage(
+            day_used,
+            month_used,
+            daily - day_used if daily is not None else math.inf,
+            monthly - month_used if monthly is not None else math.inf,
+            next_day,
+            next_month,
+        )
+
+    def charge(self, requests: int = 1) -> None:
+        """Count `requests` about to be sent, or raise QuotaExhausted and count nothing."""
+        now = self.clock.now()
+        refused: QuotaExhausted | None = None
+
+        def apply(raw: str | None) -> str | None:
+            nonlocal refused
+            day_start, day_used, month_start, month_used = self._read(raw, now)
+            _, next_day, _, next_month = self.policy.periods(now)
+            refused = None
+            if self.policy.daily is not None and day_used + requests > self.policy.daily:
+                refused = QuotaExhausted(self.api, "daily", day_used, self.policy.daily, next_day)
+            elif self.policy.monthly is not None and month_used + requests > self.policy.monthly:
+                refused = QuotaExhausted(self.api, "monthly", month_used, self.policy.monthly, next_month)
+            if refused:
+                return raw
+            return f"{day_start!r},{day_used + requests},{month_start!r},{month_used + requests}"
+
+        self.store.update(self.key, apply)
+        if refused:
+            raise refused
+
+    def follow_server(self, day_remaining: int) -> None:
+        """The server says how much of today's quota is left: never believe in more than that."""
+        if self.policy.daily is None:
+            return
+        now = self.clock.now()
+
+        def apply(raw: str | None) -> str:
+            day_start, day_used, month_start, month_used = self._read(raw, now)
+            seen = max(day_used, self.policy.daily - day_remaining)
+            return f"{day_start!r},{seen},{month_start!r},{month_used + seen - day_used}"
+
+        self.store.update(self.key, apply)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    partitions: int
+    requests: int
+    finishes_at: float  # epoch seconds
+    limited_by: str  # "rate", "daily quota" or "monthly quota"
+
+    def describe(self, now: float) -> str:
+        if not self.partitions:
+            return "nothing missing"
+        hours = (self.finishes_at - now) / 3600
+        return (
+            f"{self.partitions} partitions, ~{self.requests} requests: done by {_iso(self.finishes_at)} "
+            f"(in {hours:.1f} h, limited by the {self.limited_by})"
+        )
+
+
+def forecast(
+    partitions: int,
+    requests_per_partition: float,
+    rate_per_second: float,
+    usage: Usage,
+    policy: QuotaPolicy,
+    now: float,
+    reserve: int = 0,
+) -> Forecast:
+    """When `partitions` more partitions will be done: sending at `rate_per_second`, never
+    past the quotas (less `reserve` a day), waiting for each reset when a quota is spent."""
+    total = remaining = math.ceil(partitions * requests_per_partition)
+    daily = (policy.daily if policy.daily is not None else math.inf) - reserve
+    monthly = policy.monthly if policy.monthly is not None else math.inf
+    clock, limited_by = now, "rate"
+    day_left, month_left = usage.day_left - reserve, usage.month_left
+    day_reset, month_reset = usage.day_resets_at, usage.month_resets_at
+    for _ in range(3660):  # ten years of days at most
+        sendable = max(0, min(remaining, day_left, month_left))
+        clock += sendable / rate_per_second
+        remaining -= sendable
+        month_left -= sendable
+        if remaining <= 0:
+            return Forecast(partitions, total, clock, limited_by)
+        limited_by = "monthly quota" if month_left <= 0 else "daily quota"
+        clock = day_reset  # wait for the next day's quota
+        _, day_reset, _, next_month = policy.periods(clock)
+        day_left = daily
+        if clock >= month_reset:
+            month_left, month_reset = monthly, next_month
+    return Forecast(partitions, total, math.inf, limited_by)

@@ -1,0 +1,91 @@
+"""The quota ledger on every store, and the forecast, on an injected clock."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+
+from rl_pipeline.clock import FakeClock
+from rl_pipeline.quota import QuotaExhausted, QuotaLedger, QuotaPolicy, Usage, forecast
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def test_the_daily_quota_is_never_passed_and_resets_at_midnight(store, namespace) -> None:
+    clock = FakeClock(start=at("2026-03-31T23:59:00"))
+    ledger = QuotaLedger(store, namespace, QuotaPolicy(daily=3, monthly=100), clock)
+    for _ in range(3):
+        ledger.charge()
+    with pytest.raises(
+        QuotaExhausted,
+        match=r"daily quota of 3 requests for test-\w+ is used up \(3 used\); resets at 2026-04-01T00:00:00Z",
+    ):
+        ledger.charge()
+    assert ledger.usage().day_used == 3  # the refused charge counted nothing
+    clock.advance(60)
+    ledger.charge()
+    assert (ledger.usage().day_used, ledger.usage().month_used) == (1, 1)  # a new day, and a new month
+
+
+def test_the_monthly_quota_holds_across_days(store, namespace) -> None:
+    clock = FakeClock(start=at("2026-02-10T12:00:00"))
+    ledger = QuotaLedger(store, namespace, QuotaPolicy(daily=10, monthly=15), clock)
+    for _ in range(10):
+        ledger.charge()
+    clock.advance(86400)
+    for _ in range(5):
+        ledger.charge()
+    with pytest.raises(QuotaExhausted, match="monthly quota of 15") as refused:
+        ledger.charge()
+    assert refused.value.resets_at == at("2026-03-01T00:00:00")
+
+
+def test_a_configured_reset_hour(store, namespace) -> None:
+    clock = FakeClock(start=at("2026-05-05T06:59:00"))
+    ledger = QuotaLedger(store, namespace, QuotaPolicy(daily=1, reset_hour=7), clock)
+    ledger.charge()
+    with pytest.raises(QuotaExhausted, match="resets at 2026-05-05T07:00:00Z"):
+        ledger.charge()
+    clock.advance(60)
+    ledger.charge()
+
+
+def test_the_ledger_follows_what_the_server_reports(store, namespace) -> None:
+    ledger = QuotaLedger(store, namespace, QuotaPolicy(daily=100), FakeClock())
+    ledger.charge()
+    ledger.follow_server(day_remaining=40)  # someone else used 59 with this key today
+    assert ledger.usage().day_left == 40
+    ledger.follow_server(day_remaining=90)  # never believe in more than we know was used
+    assert ledger.usage().day_left == 40
+
+
+def usage(day_left, month_left, now) -> Usage:
+    return Usage(0, 0, day_left, month_left, at("2026-01-02T00:00:00"), at("2026-02-01T00:00:00"))
+
+
+def test_forecast_within_today_is_limited_by_the_rate() -> None:
+    now = at("2026-01-01T10:00:00")
+    result = forecast(10, 5, 10.0, usage(1000, math.inf, now), QuotaPolicy(daily=1000), now)
+    assert (result.requests, result.limited_by) == (50, "rate")
+    assert result.finishes_at == pytest.approx(now + 5)
+
+
+def test_forecast_waits_for_daily_resets_and_keeps_the_reserve() -> None:
+    now = at("2026-01-01T10:00:00")
+    policy = QuotaPolicy(daily=1000)
+    result = forecast(500, 5, 10.0, usage(600, math.inf, now), policy, now, reserve=100)
+    # 2,500 requests: 500 today, then 900 a day: Jan 2, Jan 3, and the last 200 on Jan 4.
+    assert result.limited_by == "daily quota"
+    assert result.finishes_at == pytest.approx(at("2026-01-04T00:00:00") + 20)
+
+
+def test_forecast_waits_for_the_monthly_reset() -> None:
+    now = at("2026-01-31T10:00:00")
+    policy = QuotaPolicy(daily=1000, monthly=5000)
+    u = Usage(0, 4900, 1000, 100, at("2026-02-01T00:00:00"), at("2026-02-01T00:00:00"))
+    result = forecast(30, 10, 10.0, u, policy, now)
+    assert result.finishes_at == pytest.approx(at("2026-02-01T00:00:00") + 20)
