@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, default=8765)
     api.add_argument("--rate", type=_positive(float), default=20.0, help="requests per second")
     api.add_argument("--burst", type=_positive(int), default=20)
-    api.add_argument("--daily-quota", type=_positive(int), default=1_000_000)
+    api.add_argument("--daily-quota", type=_positive(int), default=50_000)
     api.add_argument("--seed", type=int, default=42)
     api.set_defaults(func=cmd_demo_api)
 

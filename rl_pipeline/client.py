@@ -23,6 +23,7 @@ from rl_pipeline.limits import Limit, RateLimiter
 from rl_pipeline.limits.adaptive import AdaptiveRate
 from rl_pipeline.limits.headers import read_server_limit
 from rl_pipeline.pagination import PageRequest, PaginationError, dig, first_page, next_page
+from rl_pipeline.quota import QuotaExhausted, QuotaLedger
 from rl_pipeline.retry import RetryPolicy
 from rl_pipeline.sources import ApiSpec, EndpointSpec
 from rl_pipeline.state import StateStore
@@ -62,6 +63,7 @@ class RequestStats:
     limiter_wait_s: float = 0.0  # time spent waiting for our own limiter
     retry_wait_s: float = 0.0  # time spent in backoff
     circuit_wait_s: float = 0.0  # time spent waiting for an open circuit
+    quota_wait_s: float = 0.0  # time spent waiting for a quota to reset
     statuses: Counter[str] = field(default_factory=Counter)  # every outcome: "200", "503", "ReadTimeout", ...
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -84,6 +86,7 @@ class RequestStats:
                 "limiter_wait_s": self.limiter_wait_s,
                 "retry_wait_s": self.retry_wait_s,
                 "circuit_wait_s": self.circuit_wait_s,
+                "quota_wait_s": self.quota_wait_s,
                 "statuses": dict(self.statuses),
             }
 
@@ -149,6 +152,9 @@ class ApiClient:
         self._limiters: dict[str, RateLimiter] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
         self._rng = random.Random()
+        self.quota = (
+            QuotaLedger(store, name, spec.quota.policy(), clock, key=f"quota:{self._namespace}") if spec.quota else None
+        )
         self.adaptive = (
             AdaptiveRate(store, f"rl:{{{self._namespace}}}:learned_rate", spec.adaptive.policy(), clock)
             if spec.adaptive
@@ -217,6 +223,7 @@ class ApiClient:
             if self.adaptive:
                 limiter.set_limit(LEARNED, _learned_limit(self.adaptive.current()))
             self.stats.add(limiter_wait_s=limiter.acquire(timeout=self.retry.deadline))
+            self._charge_quota(where)
             self.stats.add(requests=1)
             outcome, retry_after = self._try_once(request, where, limiter, breaker)
             if not isinstance(outcome, str):
@@ -231,6 +238,21 @@ class ApiClient:
             self.stats.add(retries=1, retry_wait_s=delay)
             self.clock.sleep(delay)
         raise ApiError(f"{where}: {problem}; gave up after {self.retry.max_attempts} attempts")
+
+    def _charge_quota(self, where: str) -> None:
+        """Count the request against the quotas; wait for a reset within `max_wait`, else raise QuotaExhausted."""
+        if self.quota is None or self.spec.quota is None:
+            return
+        while True:
+            try:
+                self.quota.charge()
+                return
+            except QuotaExhausted as exc:
+                wait = exc.resets_at - self.clock.now()
+                if wait > self.spec.quota.max_wait:
+                    raise exc.at(where) from None
+                self.stats.add(quota_wait_s=wait)
+                self.clock.sleep(wait + self._rng.uniform(0, 1))
 
     def _wait_for_circuit(self, breaker: CircuitBreaker, started: float, where: str) -> None:
         """Return once a request may go; wait (bounded) or fail while the circuit is open, as configured."""
@@ -272,6 +294,9 @@ class ApiClient:
             self.adaptive.on_throttled()
         elif self.adaptive and status < 400:
             self.adaptive.on_success()
+        remaining = self.spec.quota and self.spec.quota.remaining_header
+        if remaining and self.quota and response.headers.get(remaining, "").isdigit():
+            self.quota.follow_server(int(response.headers[remaining]))
         if (status == 429 or server.exhausted) and server.pause_for:
             limiter.pause(server.pause_for)
         if status in RETRY_STATUSES:

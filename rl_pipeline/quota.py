@@ -15,18 +15,24 @@ from rl_pipeline.clock import SYSTEM_CLOCK, Clock
 from rl_pipeline.state.base import StateStore
 
 
-def _iso(epoch: float) -> str:
+def iso_time(epoch: float) -> str:
+    """Epoch seconds as `2026-01-01T00:00:00Z`."""
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class QuotaExhausted(RuntimeError):
     """A quota has no request left; it says which, how much was used and when it resets."""
 
-    def __init__(self, api: str, which: str, used: int, limit: int, resets_at: float) -> None:
+    def __init__(self, api: str, which: str, used: int, limit: int, resets_at: float, where: str = "") -> None:
         super().__init__(
-            f"{which} quota of {limit} requests for {api} is used up ({used} used); resets at {_iso(resets_at)}"
+            (f"{where}: " if where else "")
+            + f"{which} quota of {limit} requests for {api} is used up ({used} used); resets at {iso_time(resets_at)}"
         )
-        self.which, self.used, self.limit, self.resets_at = which, used, limit, resets_at
+        self.api, self.which, self.used, self.limit, self.resets_at = api, which, used, limit, resets_at
+
+    def at(self, where: str) -> QuotaExhausted:
+        """The same refusal, naming where it happened (source, partition, page)."""
+        return QuotaExhausted(self.api, self.which, self.used, self.limit, self.resets_at, where)
 
 
 @dataclass(frozen=True)
@@ -62,9 +68,11 @@ class Usage:
 class QuotaLedger:
     """One API's quota ledger; every thread, process and machine on the store shares it."""
 
-    def __init__(self, store: StateStore, api: str, policy: QuotaPolicy, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, store: StateStore, api: str, policy: QuotaPolicy, clock: Clock = SYSTEM_CLOCK, key: str | None = None
+    ) -> None:
         self.store, self.api, self.policy, self.clock = store, api, policy, clock
-        self.key = f"quota:{api}"
+        self.key = key or f"quota:{api}"
 
     def _read(self, raw: str | None, now: float) -> tuple[float, int, float, int]:
         """(day start, used that day, month start, used that month), rolled over to the current periods."""
@@ -141,7 +149,7 @@ class Forecast:
             return "nothing missing"
         hours = (self.finishes_at - now) / 3600
         return (
-            f"{self.partitions} partitions, ~{self.requests} requests: done by {_iso(self.finishes_at)} "
+            f"{self.partitions} partitions, ~{self.requests} requests: done by {iso_time(self.finishes_at)} "
             f"(in {hours:.1f} h, limited by the {self.limited_by})"
         )
 

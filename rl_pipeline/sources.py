@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from rl_pipeline.breaker import BreakerPolicy
 from rl_pipeline.limits.adaptive import AimdPolicy
 from rl_pipeline.limits.algorithms import Algorithm, Limit
+from rl_pipeline.quota import QuotaPolicy
 
 SOURCES_FILE_ENV = "RL_SOURCES_FILE"
 SHIPPED_SOURCES = files("rl_pipeline").joinpath("sources.yaml")
@@ -112,6 +113,21 @@ class CircuitBreakerSpec(_Spec):
             window=self.window,
             cooldown=self.cooldown,
         )
+
+
+class QuotaSpec(_Spec):
+    """Request quotas per API (and credential): every request sent counts, retries too."""
+
+    daily: PositiveInt | None = None
+    monthly: PositiveInt | None = None
+    reset_hour: int = Field(default=0, ge=0, le=23, description="UTC hour at which the quota day starts")
+    reserve: int = Field(default=0, ge=0, description="requests a day that backfills leave to the daily schedule")
+    max_wait: float = Field(default=0.0, ge=0, description="seconds a run may wait for a reset before it fails")
+    remaining_header: str | None = Field(default=None, description="where the API says how much of today is left")
+    backfill_order: Literal["oldest_first", "newest_first"] = "oldest_first"
+
+    def policy(self) -> QuotaPolicy:
+        return QuotaPolicy(daily=self.daily, monthly=self.monthly, reset_hour=self.reset_hour)
 
 
 class DaySpec(_Spec):
@@ -220,6 +236,7 @@ class ApiSpec(_Spec):
     rate_limits: list[RateLimitSpec] = Field(default_factory=list)
     adaptive: AdaptiveSpec | None = None
     circuit_breaker: CircuitBreakerSpec = Field(default_factory=CircuitBreakerSpec)
+    quota: QuotaSpec | None = None
     endpoints: dict[str, EndpointSpec] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -93,17 +93,23 @@ class DemoApi:
             today = datetime.now(UTC).date()
             if self.quota_day != today:
                 self.quota_day, self.quota_used = today, 0
+            reset_at = day_start(today + timedelta(days=1))
+            quota_headers = {
+                "X-Quota-Limit": str(self.config.daily_quota),
+                "X-Quota-Remaining": str(max(0, self.config.daily_quota - self.quota_used - 1)),
+                "X-Quota-Reset": str(int(reset_at.timestamp())),
+            }
             if self.quota_used >= self.config.daily_quota:
-                reset_at = day_start(today + timedelta(days=1))
-                headers = {"Retry-After": str(math.ceil(reset_at.timestamp() - time.time()))}
+                headers = quota_headers | {"Retry-After": str(math.ceil(reset_at.timestamp() - time.time()))}
                 message = (
                     f"daily quota of {self.config.daily_quota} requests exceeded; "
                     f"resets at {reset_at.isoformat().replace('+00:00', 'Z')}"
                 )
                 return 429, headers | self._limit_headers(), message
             granted, wait = self.bucket.take()
-            headers = self._limit_headers()
+            headers = self._limit_headers() | quota_headers
             if not granted:
+                headers["X-Quota-Remaining"] = str(self.config.daily_quota - self.quota_used)
                 headers["Retry-After"] = str(max(1, math.ceil(wait)))
                 return 429, headers, f"rate limit of {self.config.rate:g} requests/s exceeded"
             self.quota_used += 1
