@@ -112,6 +112,7 @@ class Page:
     request: PageRequest
     records: list[dict[str, Any]]
     next: PageRequest | None
+    total: int | None = None  # the day's record count, where the API reports one
 
 
 def credential_fingerprint(token: str | None) -> str:
@@ -210,7 +211,8 @@ class ApiClient:
                     f"got {type(records).__name__}"
                 )
             following = next_page(spec.pagination, request, body, records, links)
-            yield Page(number, request, records, following)
+            total = dig(body, getattr(spec.pagination, "total_path", None))
+            yield Page(number, request, records, following, total if isinstance(total, int) else None)
             request = following
 
     def get_json(self, endpoint: str, request: PageRequest, where: str) -> tuple[Any, dict[str, dict[str, str]]]:

@@ -54,6 +54,8 @@ def ingest_day(
     start = PageRequest.from_json(saved) if saved else None
     result = DayResult(day, resumed=start is not None)
     buffer: list[dict[str, Any]] = []
+    served: set[Any] = set()
+    api_total: int | None = None
     for page in client.fetch_day(endpoint, day, start):
         where = f"source {client.name}.{endpoint}, partition {day.isoformat()}, page {page.number}"
         for index, record in enumerate(page.records):
@@ -61,6 +63,9 @@ def ingest_day(
                 raise IngestError(f"{where}: record {index} has no {spec.id_field!r}: {str(record)[:200]}")
         result.pages += 1
         buffer.extend(page.records)
+        served.update(record[spec.id_field] for record in page.records)
+        if page.total is not None:
+            api_total = page.total
         if len(buffer) >= batch_rows or page.next is None:
             result.records += warehouse.upsert(
                 table,
@@ -73,5 +78,9 @@ def ingest_day(
             buffer = []
             if page.next is not None:
                 client.store.set(key, page.next.to_json())
+    if not result.resumed:  # a resumed day saw only part of what was served
+        warehouse.record_partition(
+            table, day.isoformat(), served=len(served), api_total=api_total, fetched_at=datetime.now(UTC)
+        )
     client.store.delete(key)
     return result

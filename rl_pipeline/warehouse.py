@@ -20,6 +20,8 @@ import pyarrow as pa
 
 PARTITION_COLUMN = "_partition"
 FETCHED_AT_COLUMN = "_fetched_at"
+# One row per table and partition: what the API served (unique ids) and, where it says so, its own total.
+PARTITIONS_TABLE = "_rl_partitions"
 _NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE"}
 
 
@@ -179,6 +181,55 @@ class Warehouse:
                     conn.execute(f"ALTER TABLE {quote(table)} ALTER COLUMN {column} TYPE {current}")
             selected.append(f"CAST({column} AS {current}) AS {column}" if current != kind else column)
         return selected
+
+    def record_partition(
+        self, table: str, partition: str, *, served: int, api_total: int | None, fetched_at: datetime
+    ) -> None:
+        """Note what the API served for a finished partition, for the row-count check."""
+        with self.connect() as conn:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {PARTITIONS_TABLE} (table_name VARCHAR, partition VARCHAR, "
+                "served BIGINT, api_total BIGINT, fetched_at TIMESTAMPTZ, PRIMARY KEY (table_name, partition))"
+            )
+            conn.execute(
+                f"INSERT OR REPLACE INTO {PARTITIONS_TABLE} VALUES (?, ?, ?, ?, ?)",
+                [table, partition, served, api_total, fetched_at],
+            )
+
+    def partition_mismatches(self, table: str) -> tuple[int, list[tuple[str, int, int]]]:
+        """(partitions checked, [(partition, expected rows, rows in the table)] that differ).
+
+        Expected is the API's own total where it reports one, else the unique ids it served.
+        """
+        with self.connect(read_only=True) as conn:
+            known = {name for (name,) in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            if PARTITIONS_TABLE not in known:
+                return 0, []
+            reported = conn.execute(
+                f"SELECT partition, coalesce(api_total, served) FROM {PARTITIONS_TABLE} "
+                "WHERE table_name = ? ORDER BY 1",
+                [table],
+            ).fetchall()
+            counts = (
+                dict(conn.execute(f"SELECT {PARTITION_COLUMN}, count(*) FROM {quote(table)} GROUP BY 1").fetchall())
+                if table in known
+                else {}
+            )
+        mismatches = [(p, expected, counts.get(p, 0)) for p, expected in reported if counts.get(p, 0) != expected]
+        return len(reported), mismatches
+
+    def duplicate_ids(self, table: str, id_field: str) -> tuple[int, int]:
+        """(rows, rows beyond one per id) of `table`; (0, 0) before it exists."""
+        with self.connect(read_only=True) as conn:
+            exists = conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+            ).fetchone()[0]  # type: ignore[index]
+            if not exists:
+                return 0, 0
+            rows, distinct = conn.execute(
+                f"SELECT count(*), count(DISTINCT {quote(id_field)}) FROM {quote(table)}"
+            ).fetchone()  # type: ignore[misc]
+        return rows, rows - distinct
 
     def count(self, table: str) -> int:
         with self.connect(read_only=True) as conn:

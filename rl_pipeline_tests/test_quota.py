@@ -89,3 +89,30 @@ def test_forecast_waits_for_the_monthly_reset() -> None:
     u = Usage(0, 4900, 1000, 100, at("2026-02-01T00:00:00"), at("2026-02-01T00:00:00"))
     result = forecast(30, 10, 10.0, u, policy, now)
     assert result.finishes_at == pytest.approx(at("2026-02-01T00:00:00") + 20)
+
+
+def test_a_backfill_stops_cleanly_when_the_ledger_is_empty(make_demo_api, tmp_path, monkeypatch) -> None:
+    import dagster as dg
+    import yaml
+
+    from rl_pipeline.sources import SHIPPED_SOURCES
+    from rl_pipeline.warehouse import Warehouse
+    from rl_pipeline_tests.conftest import backfill, expected_rows, table_rows
+
+    sources = yaml.safe_load(SHIPPED_SOURCES.read_text())
+    sources["apis"]["demo"]["quota"] = {"daily": 12}
+    (tmp_path / "sources.yaml").write_text(yaml.safe_dump(sources))
+    monkeypatch.setenv("RL_SOURCES_FILE", str(tmp_path / "sources.yaml"))
+    server = make_demo_api()
+    warehouse, instance = Warehouse(tmp_path / "w.duckdb"), dg.DagsterInstance.ephemeral()
+    result = backfill(
+        ["events_offset"], "2024-01-01", "2024-01-10", warehouse, f"sqlite:///{tmp_path}/s.sqlite", instance
+    )
+    assert not result.success
+    message = str(result.failure_data_for_node("events_offset").error)
+    assert "source demo.events_offset, partition 2024-01-04, page" in message
+    assert "daily quota of 12 requests for demo is used up (12 used); resets at " in message
+    assert len(server.api.stats()["requests"]) == 12  # never one more than the quota
+    done = sorted(instance.get_materialized_partitions(dg.AssetKey("events_offset")))
+    assert done == ["2024-01-01", "2024-01-02", "2024-01-03"]
+    assert table_rows(warehouse, "events_offset")[1] == expected_rows(done)
