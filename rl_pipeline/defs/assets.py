@@ -4,17 +4,55 @@ No `from __future__ import annotations` here: Dagster reads the `context`
 annotation at definition time.
 """
 
+import math
+import time
 from collections.abc import Iterator
 from datetime import date
 
 import dagster as dg
 
+from rl_pipeline.client import ApiClient
 from rl_pipeline.ingest import ingest_day
+from rl_pipeline.quota import QuotaPolicy, Usage, forecast, iso_time
 from rl_pipeline.sources import ApiSpec
 
 # A ranged run pays the run's start-up (several seconds under `dagster dev`)
 # once for this many days.
 MAX_PARTITIONS_PER_RUN = 30
+
+
+WAITS = ("limiter_wait_s", "retry_wait_s", "circuit_wait_s", "quota_wait_s")
+
+
+def quota_metadata(client: ApiClient) -> dict[str, float | int | str]:
+    if client.quota is None:
+        return {}
+    usage = client.quota.usage()
+    left = {"quota_left_today": usage.day_left} if usage.day_left != math.inf else {}
+    month = {"quota_left_this_month": usage.month_left} if usage.month_left != math.inf else {}
+    return {"quota_used_today": usage.day_used, **left, **month, "quota_resets_at": iso_time(usage.day_resets_at)}
+
+
+def backlog_forecast(context: dg.AssetExecutionContext, client: ApiClient, requests_per_partition: float) -> str:
+    """When the asset's missing partitions will be done at this day's cost."""
+    partitions = context.assets_def.partitions_def
+    assert partitions is not None
+    done = context.instance.get_materialized_partitions(context.asset_key) | set(context.partition_keys)
+    missing = sum(1 for key in partitions.get_partition_keys() if key not in done)
+    rate = min((limit.rate / limit.period for limit in client.limiter_limits()), default=1.0)
+    usage = client.quota.usage() if client.quota else None
+    policy = client.quota.policy if client.quota else QuotaPolicy()
+    now = client.clock.now()
+    if usage is None:
+        usage = Usage(0, 0, math.inf, math.inf, now, now)
+    return forecast(missing, max(1.0, requests_per_partition), rate, usage, policy, now).describe(now)
+
+
+def summary(metadata: dict) -> str:
+    """A markdown table of a day's numbers, for the UI."""
+    rows = "\n".join(f"| {name} | {value} |" for name, value in metadata.items() if name != "statuses")
+    statuses = ", ".join(f"{status}: {count}" for status, count in sorted(metadata["statuses"].items()))
+    return f"| | |\n|---|---|\n{rows}\n| responses | {statuses or 'none'} |"
 
 
 def api_resource_key(api: str) -> str:
@@ -53,11 +91,22 @@ def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinitio
         warehouse = warehouse_resource.warehouse()
         try:
             for key in context.partition_keys:
-                before = client.stats.snapshot()
+                before, started = client.stats.snapshot(), time.monotonic()
                 result = ingest_day(
                     client, warehouse, endpoint, date.fromisoformat(key), batch_rows=warehouse_resource.batch_rows
                 )
                 used = client.stats.since(before)
+                metadata = {
+                    "records": result.records,
+                    "pages": result.pages,
+                    "resumed": result.resumed,
+                    **used,
+                    "requests_per_s": round(used["requests"] / max(time.monotonic() - started, 1e-3), 2),
+                    "throttled_s": round(sum(used[k] for k in WAITS), 3),
+                    "circuit": client.breaker(endpoint).state().status.value,
+                    **quota_metadata(client),
+                    "forecast": backlog_forecast(context, client, used["requests"]),
+                }
                 context.log.info(
                     f"{table} {key}: {result.records} records, {result.pages} pages, {used['requests']} requests"
                     + (" (resumed from a checkpoint)" if result.resumed else "")
@@ -65,13 +114,7 @@ def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinitio
                 yield dg.AssetMaterialization(
                     asset_key=context.asset_key,
                     partition=key,
-                    metadata={
-                        "records": result.records,
-                        "pages": result.pages,
-                        "resumed": result.resumed,
-                        **used,
-                        "circuit": client.breaker(endpoint).state().status.value,
-                    },
+                    metadata={**metadata, "summary": dg.MetadataValue.md(summary(metadata))},
                 )
         finally:
             client.close()
