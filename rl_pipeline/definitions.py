@@ -5,7 +5,6 @@ from __future__ import annotations
 import dagster as dg
 
 from rl_pipeline.defs.assets import api_resource_key, endpoint_asset
-from rl_pipeline.defs.checks import endpoint_checks
 from rl_pipeline.defs.resources import DuckDBWarehouse, RateLimitedApi
 from rl_pipeline.defs.sensors import quota_sensor
 from rl_pipeline.sources import SourcesFile, load_sources
@@ -14,11 +13,10 @@ from rl_pipeline.sources import SourcesFile, load_sources
 def build_definitions(sources: SourcesFile | None = None, sources_file: str | None = None) -> dg.Definitions:
     """Assets, a daily job, schedule and quota sensor per API, and resources, from a sources file."""
     sources = sources or load_sources(sources_file)
-    assets, checks, jobs, schedules, sensors, resources = [], [], [], [], [], {}
+    assets, jobs, schedules, sensors, resources = [], [], [], [], {}
     for api, spec in sources.apis.items():
         api_assets = [endpoint_asset(api, endpoint, spec) for endpoint in spec.endpoints]
         assets += api_assets
-        checks += [check for endpoint in spec.endpoints for check in endpoint_checks(endpoint, spec)]
         sensors.append(quota_sensor(api, spec, [a.key for a in api_assets]))
         job = dg.define_asset_job(
             f"{api}_daily",
@@ -34,9 +32,7 @@ def build_definitions(sources: SourcesFile | None = None, sources_file: str | No
             sources_file=sources_file,
         )
     resources["warehouse"] = DuckDBWarehouse()
-    return dg.Definitions(
-        assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules, sensors=sensors, resources=resources
-    )
+    return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, sensors=sensors, resources=resources)
 
 
 defs = build_definitions()

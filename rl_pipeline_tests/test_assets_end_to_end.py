@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from rl_pipeline.definitions import build_definitions
+from rl_pipeline.defs.checks import check_results
 from rl_pipeline.warehouse import Warehouse
 from rl_pipeline_tests.conftest import DAYS, TOKEN, backfill, expected_rows, table_rows
 
@@ -89,25 +90,18 @@ def test_definitions_have_a_daily_schedule_and_backfill_policy() -> None:
     assert asset.backfill_policy is not None and asset.backfill_policy.max_partitions_per_run > 1
 
 
-def run_checks(endpoint: str, warehouse: Warehouse) -> dict[str, dg.AssetCheckEvaluation]:
-    from rl_pipeline.defs.checks import endpoint_checks
-    from rl_pipeline.defs.resources import DuckDBWarehouse
-    from rl_pipeline.sources import load_sources
-
-    checks = endpoint_checks(endpoint, load_sources().apis["demo"])
-    result = dg.materialize(
-        checks,
-        resources={"warehouse": DuckDBWarehouse(path=str(warehouse.path))},
-        selection=dg.AssetSelection.checks(*checks),
-    )
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+def checks(warehouse: Warehouse) -> dict[str, dg.AssetCheckResult]:
+    return {r.check_name: r for r in check_results(warehouse, "events_offset", "id")}
 
 
-def test_asset_checks_pass_on_a_clean_table_and_name_what_breaks(demo_api, warehouse: Warehouse, store_url) -> None:
-    assert materialize(["events_offset"], "2024-01-03", "2024-01-05", warehouse, store_url).success
-    clean = run_checks("events_offset", warehouse)
-    assert clean["unique_ids"].passed and clean["rows_match_api"].passed
-    assert clean["rows_match_api"].metadata["partitions_checked"].value == 3
+def test_asset_checks_run_with_every_materialization_and_name_what_breaks(
+    demo_api, warehouse: Warehouse, store_url
+) -> None:
+    result = materialize(["events_offset"], "2024-01-03", "2024-01-05", warehouse, store_url)
+    assert result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["unique_ids"].passed and evaluations["rows_match_api"].passed
+    assert evaluations["rows_match_api"].metadata["partitions_checked"].value == 3
 
     with warehouse.connect() as conn:
         conn.execute("DELETE FROM events_offset WHERE _partition = '2024-01-04' AND id LIKE '%1'")
@@ -115,7 +109,7 @@ def test_asset_checks_pass_on_a_clean_table_and_name_what_breaks(demo_api, wareh
         conn.execute("CREATE TABLE copy AS SELECT * FROM events_offset")
         conn.execute("DROP TABLE events_offset")
         conn.execute("CREATE TABLE events_offset AS SELECT * FROM copy UNION ALL (SELECT * FROM copy LIMIT 1)")
-    broken = run_checks("events_offset", warehouse)
+    broken = checks(warehouse)
     assert not broken["unique_ids"].passed and broken["unique_ids"].metadata["duplicates"].value == 1
     assert not broken["rows_match_api"].passed
     assert "| 2024-01-04 | 1344 |" in broken["rows_match_api"].metadata["mismatches"].value

@@ -12,6 +12,7 @@ from datetime import date
 import dagster as dg
 
 from rl_pipeline.client import ApiClient
+from rl_pipeline.defs.checks import check_results, check_specs
 from rl_pipeline.ingest import ingest_day
 from rl_pipeline.quota import QuotaPolicy, Usage, forecast, iso_time
 from rl_pipeline.sources import ApiSpec
@@ -84,8 +85,9 @@ def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinitio
         # ranged run that dies on day 17 leaves days 1-16 done in Dagster's
         # partition status, and only the rest is launched again.
         output_required=False,
+        check_specs=check_specs(table, endpoint_spec.id_field),
     )
-    def _asset(context: dg.AssetExecutionContext) -> Iterator[dg.AssetMaterialization]:
+    def _asset(context: dg.AssetExecutionContext) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
         client = getattr(context.resources, resource_key).client()
         warehouse_resource = context.resources.warehouse
         warehouse = warehouse_resource.warehouse()
@@ -116,6 +118,7 @@ def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinitio
                     partition=key,
                     metadata={**metadata, "summary": dg.MetadataValue.md(summary(metadata))},
                 )
+            yield from check_results(warehouse, table, endpoint_spec.id_field)
         finally:
             client.close()
             client.store.close()
