@@ -1,4 +1,4 @@
-"""`rl-pipeline`: run the demo, serve the demo API, query the warehouse."""
+"""`rl-pipeline`: run the demo, backfill headless, show status, query the warehouse."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from rl_pipeline.defs.resources import DEFAULT_WAREHOUSE
 from rl_pipeline.demo_api.server import DemoApiConfig, DemoApiServer
+from rl_pipeline.quota import iso_time
 from rl_pipeline.warehouse import Warehouse, WarehouseError
 
 DEMO_TOKEN = "demo-token"
@@ -104,6 +106,108 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dagster_home() -> None:
+    """The instance `make demo` uses, unless DAGSTER_HOME says otherwise."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / "dagster_home")))
+    home.mkdir(exist_ok=True)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rl_pipeline.defs import operations
+    from rl_pipeline.sources import load_sources
+
+    sources = load_sources()
+    _, spec = operations.find_asset(sources, args.asset)
+    first, last = operations.check_range(spec, args.first, args.last)
+    _dagster_home()
+    console = Console(stderr=True, width=max(Console().width, 120))
+    columns = (
+        TextColumn(f"[bold]{args.asset}[/] {first}..{last}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("backfill", total=None, detail="")
+
+        def show(progress: operations.Progress, wanted: int) -> None:
+            rate = progress.requests / progress.seconds if progress.seconds else 0.0
+            left = operations.eta_seconds(progress, wanted)
+            eta = f"ETA {left / 60:.1f} min" if left is not None else "ETA -"
+            detail = f"{progress.records} records, {rate:.1f} req/s, {eta}"
+            bar.update(task, total=wanted, completed=progress.done, detail=detail)
+
+        _interrupt_on_signals()
+        done, wanted, error = operations.backfill(args.asset, first, last, spec, show)
+    _summary(console, args.asset, done, wanted, error)
+    if error == "interrupted":
+        return 130
+    return 1 if error else 0
+
+
+def _summary(console: object, asset: str, done: object, wanted: int, error: str | None) -> None:
+    from rich.table import Table
+
+    table = Table("asset", "days done", "records", "requests", "429s", "retries", "seconds")
+    table.add_row(
+        asset,
+        f"{done.done}/{wanted}",  # type: ignore[attr-defined]
+        str(done.records),  # type: ignore[attr-defined]
+        str(done.requests),  # type: ignore[attr-defined]
+        str(done.http_429),  # type: ignore[attr-defined]
+        str(done.retries),  # type: ignore[attr-defined]
+        f"{done.seconds:.1f}",  # type: ignore[attr-defined]
+    )
+    console.print(table)  # type: ignore[attr-defined]
+    console.print("done" if error is None else f"stopped: {error}; run it again to resume")  # type: ignore[attr-defined]
+
+
+def cmd_run_chunk(args: argparse.Namespace) -> int:
+    from rl_pipeline.defs.operations import run_chunk
+
+    _interrupt_on_signals()
+    return run_chunk(args.asset, args.first, args.last)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from rl_pipeline.defs.operations import status
+    from rl_pipeline.defs.resources import RateLimitedApi
+    from rl_pipeline.sources import load_sources
+
+    sources = load_sources()
+    _dagster_home()
+    clients = {
+        api: RateLimitedApi(api=api, token=os.environ.get(spec.token_env or "", None)).client()
+        for api, spec in sources.apis.items()
+    }
+    table = Table("asset", "partitions", "materialized", "failed", "missing", "forecast")
+    for row in status(sources, clients):
+        table.add_row(
+            row.asset, str(row.partitions), str(row.materialized), str(row.failed), str(row.missing), row.forecast
+        )
+    console = Console(width=max(Console().width, 140))
+    console.print(table)
+    for api, client in clients.items():
+        if client.quota:
+            usage = client.quota.usage()
+            left = "unlimited" if usage.left == float("inf") else f"{int(usage.left)} left"
+            console.print(
+                f"quota {api}: {usage.day_used} used today, {left}; resets at {iso_time(usage.day_resets_at)}"
+            )
+        print(
+            f"circuits {api}: "
+            + ", ".join(f"{e}: {client.breaker(e).state().status.value}" for e in client.spec.endpoints)
+        )
+    return 0
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -127,9 +231,35 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one clear line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rl-pipeline", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="rl-pipeline", description=__doc__)
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="{backfill,status,query,demo,demo-api}"
+    )
+
+    backfill = commands.add_parser(
+        "backfill", help="materialize a date range through Dagster, headless, with a progress bar"
+    )
+    backfill.add_argument("--asset", required=True, help="asset name, e.g. events_offset")
+    backfill.add_argument("--from", dest="first", required=True, metavar="YYYY-MM-DD")
+    backfill.add_argument("--to", dest="last", required=True, metavar="YYYY-MM-DD")
+    backfill.set_defaults(func=cmd_backfill)
+
+    chunk = commands.add_parser("_run-chunk")  # one ranged run, in the child process `backfill` starts
+    chunk.add_argument("asset")
+    chunk.add_argument("first")
+    chunk.add_argument("last")
+    chunk.set_defaults(func=cmd_run_chunk)
+
+    state = commands.add_parser("status", help="partitions done, missing and failed; quota and forecast")
+    state.set_defaults(func=cmd_status)
 
     demo = commands.add_parser("demo", help="start the demo API and the Dagster UI")
     demo.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
@@ -156,7 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from rl_pipeline.defs.operations import UsageError
+    from rl_pipeline.sources import SourceFileError
+
+    try:
+        return args.func(args)
+    except (UsageError, SourceFileError) as exc:
+        print(f"rl-pipeline {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

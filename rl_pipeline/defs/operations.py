@@ -1,0 +1,210 @@
+"""Headless operations on the code location's Dagster instance: backfill and status.
+
+They use the instance at $DAGSTER_HOME (the one `dagster dev` and the UI
+show), so partition status, runs and events are the same whichever started them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+
+import dagster as dg
+
+from rl_pipeline.client import ApiClient
+from rl_pipeline.defs.assets import MAX_PARTITIONS_PER_RUN
+from rl_pipeline.defs.sensors import RANGE_END, RANGE_START, requests_per_partition
+from rl_pipeline.quota import forecast
+from rl_pipeline.sources import ApiSpec, SourcesFile
+
+
+class UsageError(ValueError):
+    """A bad argument: the message is one line fit for the user."""
+
+
+def find_asset(sources: SourcesFile, name: str) -> tuple[str, ApiSpec]:
+    """The API that serves the asset `name` (the endpoint's table)."""
+    for api, spec in sources.apis.items():
+        if any(endpoint.table_name(endpoint_name) == name for endpoint_name, endpoint in spec.endpoints.items()):
+            return api, spec
+    known = sorted(e.table_name(n) for s in sources.apis.values() for n, e in s.endpoints.items())
+    raise UsageError(f"unknown asset {name!r} (known: {', '.join(known)})")
+
+
+def partition_keys(spec: ApiSpec) -> list[str]:
+    from rl_pipeline.defs.assets import daily_partitions
+
+    return daily_partitions(spec).get_partition_keys()
+
+
+def check_range(spec: ApiSpec, first: str, last: str) -> tuple[str, str]:
+    """Validated ISO dates within the asset's partitions."""
+    try:
+        start, end = date.fromisoformat(first), date.fromisoformat(last)
+    except ValueError as exc:
+        raise UsageError(f"dates must be YYYY-MM-DD: {exc}") from None
+    if start > end:
+        raise UsageError(f"--from {first} is after --to {last}")
+    if start < spec.start_date:
+        raise UsageError(f"--from {first} is before the first partition, {spec.start_date}")
+    keys = partition_keys(spec)
+    if not keys or end.isoformat() > keys[-1]:
+        raise UsageError(f"--to {last} is after the last complete day, {keys[-1] if keys else 'none yet'}")
+    return start.isoformat(), end.isoformat()
+
+
+def chunks(days: list[str], all_keys: list[str], size: int = MAX_PARTITIONS_PER_RUN) -> list[tuple[str, str]]:
+    """Consecutive stretches of `days`, each at most `size` long, as (first, last)."""
+    position = {key: i for i, key in enumerate(all_keys)}
+    out: list[list[str]] = []
+    for day in days:
+        if out and position[day] == position[out[-1][-1]] + 1 and len(out[-1]) < size:
+            out[-1].append(day)
+        else:
+            out.append([day])
+    return [(run[0], run[-1]) for run in out]
+
+
+@dataclass
+class Progress:
+    done: int = 0
+    records: int = 0
+    requests: int = 0
+    http_429: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    days: set[str] = field(default_factory=set)
+
+
+def progress_since(instance: dg.DagsterInstance, asset: str, days: set[str], since: float) -> Progress:
+    """What the materializations of `days` recorded after `since` add up to."""
+    found = Progress()
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), after_timestamp=since), limit=10_000
+    ).records
+    for record in records:
+        event = record.asset_materialization
+        if event is None or event.partition not in days or event.partition in found.days:
+            continue
+        found.days.add(event.partition)
+        meta = {name: value.value for name, value in event.metadata.items()}
+        found.records += int(meta.get("records", 0))
+        found.requests += int(meta.get("requests", 0))
+        found.http_429 += int(meta.get("http_429", 0))
+        found.retries += int(meta.get("retries", 0))
+    found.done = len(found.days)
+    return found
+
+
+def run_chunk(asset: str, first: str, last: str) -> int:
+    """One ranged run of `asset`, in this process, on the $DAGSTER_HOME instance."""
+    from rl_pipeline.definitions import defs
+
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        asset_selection=[dg.AssetKey(asset)],
+        tags={RANGE_START: first, RANGE_END: last},
+        raise_on_error=False,
+    )
+    if not result.success:
+        step_failure = next((e for e in result.all_events if e.is_step_failure), None)
+        message = step_failure.step_failure_data.error.message if step_failure else "run failed"
+        print(message.strip().splitlines()[0] if message.strip() else "run failed", file=sys.stderr)
+    return 0 if result.success else 1
+
+
+def backfill(
+    asset: str, first: str, last: str, spec: ApiSpec, on_progress: Callable[[Progress, int], None]
+) -> tuple[Progress, int, str | None]:
+    """Materialize the missing days first..last in ranged runs of up to 30 days, each a child
+    process, until done, failed or interrupted. Returns (progress, days wanted, error)."""
+    instance = dg.DagsterInstance.get()
+    all_keys = partition_keys(spec)
+    wanted = [key for key in all_keys if first <= key <= last]
+    done = instance.get_materialized_partitions(dg.AssetKey(asset))
+    missing = [key for key in wanted if key not in done]
+    started = time.time()
+    total = Progress(done=len(wanted) - len(missing))
+    for chunk_first, chunk_last in chunks(missing, all_keys):
+        child = subprocess.Popen(
+            [sys.executable, "-m", "rl_pipeline.cli", "_run-chunk", asset, chunk_first, chunk_last],
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # Ctrl-C reaches us, and we pass it on
+        )
+        try:
+            while child.poll() is None:
+                on_progress(_merge(total, instance, asset, set(missing), started), len(wanted))
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            os.killpg(child.pid, signal.SIGINT)
+            child.wait()
+            return _merge(total, instance, asset, set(missing), started), len(wanted), "interrupted"
+        error = child.stderr.read().strip() if child.stderr else ""
+        if child.returncode != 0:
+            return _merge(total, instance, asset, set(missing), started), len(wanted), error or "run failed"
+    final = _merge(total, instance, asset, set(missing), started)
+    on_progress(final, len(wanted))
+    return final, len(wanted), None
+
+
+def _merge(base: Progress, instance: dg.DagsterInstance, asset: str, days: set[str], since: float) -> Progress:
+    fresh = progress_since(instance, asset, days, since)
+    fresh.done += base.done
+    fresh.seconds = time.time() - since
+    return fresh
+
+
+@dataclass
+class AssetStatus:
+    asset: str
+    partitions: int
+    materialized: int
+    failed: int
+    missing: int
+    forecast: str
+
+
+def status(sources: SourcesFile, clients: dict[str, ApiClient]) -> list[AssetStatus]:
+    """Per asset: partitions materialized, failed (and not since redone), missing; with the forecast."""
+    instance = dg.DagsterInstance.get()
+    failed_runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+    now = time.time()
+    out = []
+    for api, spec in sources.apis.items():
+        keys = partition_keys(spec)
+        client = clients[api]
+        rate = min((limit.rate / limit.period for limit in client.limiter_limits()), default=1.0)
+        usage = client.quota.usage() if client.quota else None
+        for endpoint_name, endpoint in spec.endpoints.items():
+            key = dg.AssetKey(endpoint.table_name(endpoint_name))
+            done = instance.get_materialized_partitions(key) & set(keys)
+            failed = {
+                k
+                for run in failed_runs
+                if run.asset_selection and key in run.asset_selection and RANGE_START in run.tags
+                for k in keys
+                if run.tags[RANGE_START] <= k <= run.tags[RANGE_END] and k not in done
+            }
+            missing = len(keys) - len(done)
+            outlook = "no quota configured"
+            if client.quota and usage and spec.quota:
+                cost = requests_per_partition(instance, key)
+                result = forecast(missing, cost, rate, usage, client.quota.policy, now, spec.quota.reserve)
+                outlook = result.describe(now)
+            out.append(AssetStatus(key.path[-1], len(keys), len(done), len(failed), missing - len(failed), outlook))
+    return out
+
+
+def eta_seconds(progress: Progress, wanted: int) -> float | None:
+    """Time left at this session's pace, once a day has been done in it."""
+    if not progress.days:
+        return None
+    return progress.seconds / len(progress.days) * (wanted - progress.done)

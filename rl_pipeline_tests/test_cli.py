@@ -1,0 +1,107 @@
+"""The `rl-pipeline` command, run as a user runs it: a real process against the demo API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from rl_pipeline.warehouse import Warehouse
+from rl_pipeline_tests.conftest import day_range, expected_rows, table_rows
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh project directory: its own data/ and dagster_home/."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return tmp_path
+
+
+def cli(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rl_pipeline.cli", *args], capture_output=True, text=True, timeout=300, **kwargs
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["backfill", "--asset", "nope", "--from", "2024-01-01", "--to", "2024-01-02"], "unknown asset 'nope'"),
+        (["backfill", "--asset", "events_link", "--from", "2024-01-05", "--to", "2024-01-02"], "is after --to"),
+        (
+            ["backfill", "--asset", "events_link", "--from", "2024-1-5", "--to", "2024-01-06"],
+            "dates must be YYYY-MM-DD",
+        ),
+        (["backfill", "--asset", "events_link", "--from", "2023-12-31", "--to", "2024-01-02"], "before the first"),
+        (["backfill", "--asset", "events_link", "--from", "2024-01-01", "--to", "2999-01-01"], "after the last"),
+        (["backfill", "--asset", "events_link"], "the following arguments are required: --from, --to"),
+        (["query"], "the following arguments are required: sql"),
+    ],
+)
+def test_bad_arguments_get_one_clear_line_and_exit_2(args: list[str], message: str, workdir: Path) -> None:
+    done = cli(*args)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_backfill_interrupted_by_ctrl_c_then_resumed(make_demo_api, workdir: Path) -> None:
+    server = make_demo_api(rate=20, burst=20)
+    days = day_range("2024-01-01", "2024-01-20")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rl_pipeline.cli",
+            "backfill",
+            "--asset",
+            "events_link",
+            "--from",
+            days[0],
+            "--to",
+            days[-1],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while len(server.api.stats()["requests"]) < 25:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "stopped: interrupted; run it again to resume" in err
+
+    instance = dg.DagsterInstance.get()
+    done_before = instance.get_materialized_partitions(dg.AssetKey("events_link"))
+    assert 0 < len(done_before) < len(days)
+    assert not [r for r in instance.get_runs() if r.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.QUEUED)]
+
+    resumed = cli("backfill", "--asset", "events_link", "--from", days[0], "--to", days[-1])
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(days)}/{len(days)}" in resumed.stderr and resumed.stderr.strip().endswith("done")
+    warehouse = Warehouse(workdir / "data" / "warehouse.duckdb")
+    count, rows = table_rows(warehouse, "events_link")
+    expected = expected_rows(days)
+    assert count == len(expected) and rows == expected
+
+    status = cli("status", env={**os.environ, "COLUMNS": "200"})
+    assert status.returncode == 0, status.stderr
+    line = next(line for line in status.stdout.splitlines() if "events_link" in line)
+    assert f"│ {len(days)}" in line.replace("  ", " ")
+    assert "quota demo:" in status.stdout and "resets at" in status.stdout
+
+    query = cli("query", "SELECT count(*) AS n FROM events_link")
+    assert query.returncode == 0 and str(len(expected)) in query.stdout
