@@ -13,8 +13,8 @@ RATE, BURST = 20, 20  # the demo API's published limit in the shipped sources fi
 RANGES = [("2024-01-01", "2024-01-10"), ("2024-01-11", "2024-01-20"), ("2024-01-21", "2024-01-30")]
 
 
-def run_concurrently(store_url: str, warehouse: Warehouse) -> None:
-    processes = [start_backfill("events_offset", first, last, store_url, warehouse) for first, last in RANGES]
+def run_concurrently(store_url: str, warehouse: Warehouse, ranges=RANGES) -> None:
+    processes = [start_backfill("events_offset", first, last, store_url, warehouse) for first, last in ranges]
     for process in processes:
         _, err = process.communicate(timeout=300)
         assert process.returncode == 0, err[-3000:]
@@ -44,5 +44,7 @@ def test_concurrent_runs_at_the_published_limit_get_no_429(kind, make_demo_api, 
 def test_private_limiters_per_process_overrun_the_api(make_demo_api, tmp_path: Path) -> None:
     """The control: the same runs, each with its own in-memory budget, draw 429s."""
     server = make_demo_api(rate=RATE, burst=BURST, limit_headers=False)
-    run_concurrently("memory://", Warehouse(tmp_path / "warehouse.duckdb"))
+    # Longer runs than above (~5 s each at the private rate), so the processes overlap even on a busy machine.
+    months = [("2024-02-01", "2024-02-29"), ("2024-03-01", "2024-03-31"), ("2024-04-01", "2024-04-30")]
+    run_concurrently("memory://", Warehouse(tmp_path / "warehouse.duckdb"), months)
     assert server.api.stats()["by_status"].get("429", 0) > 0

@@ -1,0 +1,167 @@
+"""The whole product under `dagster dev`: the quota sensor under the daemon, and the UI in a real browser."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import requests
+import yaml
+
+from rl_pipeline.sources import SHIPPED_SOURCES
+from rl_pipeline.warehouse import Warehouse
+from rl_pipeline_tests.conftest import _free_port, _required, day_range, expected_rows, table_rows
+
+DAYS = 3
+
+
+@dataclass
+class DagsterDev:
+    url: str
+    home: Path
+    data: Path
+    env: dict[str, str]
+    days: list[str]
+
+    def instance(self) -> dg.DagsterInstance:
+        return dg.DagsterInstance.from_config(str(self.home))
+
+    def materialized(self, asset: str) -> set[str]:
+        with self.instance() as instance:
+            return instance.get_materialized_partitions(dg.AssetKey(asset))
+
+
+@pytest.fixture
+def dagster_dev(make_demo_api, tmp_path: Path) -> Iterator[DagsterDev]:
+    """`dagster dev` on a free port, its own instance, the demo API, and sources whose history is the last days."""
+    make_demo_api(rate=50, burst=50)
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    first = yesterday - timedelta(days=DAYS - 1)
+    sources = yaml.safe_load(SHIPPED_SOURCES.read_text())
+    sources["apis"]["demo"]["start_date"] = first.isoformat()
+    (tmp_path / "sources.yaml").write_text(yaml.safe_dump(sources))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "RL_SOURCES_FILE": str(tmp_path / "sources.yaml"),
+        "DAGSTER_HOME": str(home),
+        "RL_DATA_DIR": str(tmp_path / "data"),
+    }
+    port = _free_port()
+    log = (tmp_path / "dagster_dev.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "dev", "-m", "rl_pipeline.definitions", "--host", "127.0.0.1",
+         "--port", str(port)],
+        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        assert process.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "dagster dev did not come up"
+        try:
+            if requests.get(f"{url}/server_info", timeout=2).ok:
+                break
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    try:
+        yield DagsterDev(url, home, tmp_path / "data", env, day_range(first.isoformat(), yesterday.isoformat()))
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+
+
+ASSETS = ["events_offset", "events_pages", "events_cursor", "events_link"]
+
+
+def test_the_quota_sensor_backfills_everything_under_the_daemon(dagster_dev: DagsterDev) -> None:
+    started = subprocess.run(
+        [sys.executable, "-m", "dagster", "sensor", "start", "demo_quota_sensor", "-m", "rl_pipeline.definitions"],
+        env=dagster_dev.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    wait_for(
+        lambda: all(dagster_dev.materialized(asset) >= set(dagster_dev.days) for asset in ASSETS),
+        timeout=300,
+        what="the sensor's runs",
+    )
+    warehouse = Warehouse(dagster_dev.data / "warehouse.duckdb")
+    for asset in ASSETS:
+        count, rows = table_rows(warehouse, asset)
+        expected = expected_rows(dagster_dev.days)
+        assert count == len(expected) and rows == expected
+    with dagster_dev.instance() as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/sensor_name": "demo_quota_sensor"}))
+    assert len(runs) == len(ASSETS)  # one ranged run per asset, none launched twice
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_a_backfill_launched_from_the_ui_in_a_real_browser(dagster_dev: DagsterDev, tmp_path: Path) -> None:
+    browser_path = chromium()
+    if browser_path is None:
+        if _required("BROWSER"):
+            pytest.fail("RL_REQUIRE_BROWSER=1 but no Chromium is installed")
+        pytest.skip("no Chromium here (apt-get install chromium)")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=browser_path,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        try:
+            page.goto(f"{dagster_dev.url}/assets/events_link", wait_until="networkidle")
+            # The UI greets a first visit with a newsletter prompt over everything: skip it.
+            prompt = page.get_by_text("Join the Dagster community")
+            with contextlib.suppress(PlaywrightTimeout):
+                prompt.wait_for(timeout=15_000)
+                page.get_by_role("button", name="Skip").click()
+                prompt.wait_for(state="hidden")
+            page.locator("button", has_text="Materialize").first.click(timeout=60_000)
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_role("button", name="All", exact=True).click()  # the asset has exactly DAYS partitions
+            expect(dialog.get_by_text(f"{DAYS} partitions", exact=True)).to_be_visible(timeout=30_000)
+            launch = dialog.get_by_role("button", name="Launch backfill")
+            expect(launch).to_be_enabled()
+            page.screenshot(path=str(tmp_path / "launch_dialog.png"))
+            launch.click()
+            wait_for(lambda: dagster_dev.materialized("events_link") >= set(dagster_dev.days), 240, "the backfill")
+            page.goto(f"{dagster_dev.url}/assets/events_link?view=partitions", wait_until="networkidle")
+            expect(page.get_by_text(f"Materialized ({DAYS})")).to_be_visible(timeout=30_000)  # as the user sees it
+            page.screenshot(path=str(tmp_path / "materialized.png"))
+        finally:
+            browser.close()
+    count, rows = table_rows(Warehouse(dagster_dev.data / "warehouse.duckdb"), "events_link")
+    assert count == len(expected_rows(dagster_dev.days)) and rows == expected_rows(dagster_dev.days)
