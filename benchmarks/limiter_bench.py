@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rl_pipeline.demo_api import DemoApiConfig, DemoApiServer
+from rl_pipeline.demo_api.server import most_in_any_window
 from rl_pipeline.limits import Limit, RateLimiter
 from rl_pipeline.state import open_store
 
@@ -74,16 +75,6 @@ def worker(args: argparse.Namespace) -> None:
         session.get(url, params={"date": "2024-01-09", "limit": 1}, timeout=10)
         sent += 1
     print(json.dumps({"sent": sent}))
-
-
-def most_in_any_window(times: list[float], window: float = 1.0) -> int:
-    times = sorted(times)
-    j = best = 0
-    for i, start in enumerate(times):
-        while j < len(times) and times[j] < start + window:
-            j += 1
-        best = max(best, j - i)
-    return best
 
 
 def overhead_us(variant: str, state_dir: str, redis_url: str, n: int = 20000) -> tuple[float, float]:

@@ -218,14 +218,3 @@ def start_backfill(
     if missing_only:
         command.append("--missing-only")
     return subprocess.Popen(command, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def most_in_any_window(times: list[float], window: float = 1.0) -> int:
-    """The most of `times` in any half-open window [t, t + window)."""
-    times = sorted(times)
-    j = best = 0
-    for i, start in enumerate(times):
-        while j < len(times) and times[j] < start + window:
-            j += 1
-        best = max(best, j - i)
-    return best

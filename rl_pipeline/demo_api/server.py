@@ -148,10 +148,22 @@ class DemoApi:
         with self.lock:
             return {
                 "by_status": dict(Counter(str(status) for _, status, _ in self.log)),
+                "most_in_any_second": most_in_any_window([t for t, _, _ in self.log]),
                 "requests": [list(entry) for entry in self.log],
                 "quota_used": self.quota_used,
                 "faults": dict(self.faults_served),
             }
+
+
+def most_in_any_window(times: list[float], window: float = 1.0) -> int:
+    """The most of `times` in any half-open window [t, t + window): what a client sent at its worst."""
+    times = sorted(times)
+    j = best = 0
+    for i, start in enumerate(times):
+        while j < len(times) and times[j] < start + window:
+            j += 1
+        best = max(best, j - i)
+    return best
 
 
 def _one(params: dict[str, list[str]], name: str, default: str | None = None) -> str:
