@@ -44,8 +44,8 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _normalized(records: Sequence[dict[str, Any]], id_field: str, where: str) -> list[dict[str, Any]]:
-    """One row per id (the last one wins), nested values as JSON text."""
+def _unique_rows(records: Sequence[dict[str, Any]], id_field: str, where: str) -> list[dict[str, Any]]:
+    """One record per id, the last one winning (ON CONFLICT would keep an arbitrary one)."""
     rows: dict[Any, dict[str, Any]] = {}
     for index, record in enumerate(records):
         if not isinstance(record, dict):
@@ -53,15 +53,42 @@ def _normalized(records: Sequence[dict[str, Any]], id_field: str, where: str) ->
         key = record.get(id_field)
         if key is None:
             raise WarehouseError(f"{where}: record {index} has no {id_field!r}")
-        rows[key] = {
-            name: json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
-            for name, value in record.items()
-        }
+        rows[key] = record
     return list(rows.values())
 
 
-def _json_columns(records: Sequence[dict[str, Any]]) -> set[str]:
-    return {name for record in records for name, value in record.items() if isinstance(value, dict | list)}
+def _to_arrow(rows: list[dict[str, Any]]) -> tuple[pa.Table, set[str]]:
+    """The rows as Arrow, nested values as structs and lists (DuckDB turns them into JSON),
+    and the nested fields that had to go as JSON text instead.
+
+    When Arrow cannot infer one type for a field across the batch (a nested
+    shape that varies, a field that changes type), that field goes as text:
+    nested values as JSON, scalars as their string form. Nothing is dropped.
+    """
+    try:
+        return pa.Table.from_pylist(rows), set()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        pass
+    kinds: dict[str, set[type]] = {}
+    for row in rows:
+        for name, value in row.items():
+            if value is not None:
+                kinds.setdefault(name, set()).add(bool if isinstance(value, bool) else type(value))
+    mixed = {
+        name for name, seen in kinds.items() if len(seen - {int, float}) > 1 or (seen & {dict, list} and len(seen) > 1)
+    }
+    nested = {name for name, seen in kinds.items() if seen & {dict, list}}
+
+    def as_text(name: str, value: Any) -> Any:
+        if value is None or (name not in mixed and name not in nested):
+            return value
+        return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+
+    return pa.Table.from_pylist([{name: as_text(name, value) for name, value in row.items()} for row in rows]), nested
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 class Warehouse:
@@ -117,19 +144,22 @@ class Warehouse:
         rather than losing a value.
         """
         where = where or f"table {table}, partition {partition}"
-        rows = _normalized(records, id_field, where)
+        rows = _unique_rows(records, id_field, where)
         if not rows:
             return 0
-        json_columns = _json_columns(records)
-        for row in rows:
-            row[PARTITION_COLUMN] = partition
-            row[FETCHED_AT_COLUMN] = fetched_at
-        batch = pa.Table.from_pylist(rows)  # noqa: F841 - read by DuckDB's replacement scan
+        batch, nested_as_text = _to_arrow(rows)
         with self.connect() as conn:
-            incoming = {
-                name: ("JSON" if name in json_columns else kind)
-                for name, kind, *_ in conn.execute("DESCRIBE SELECT * FROM batch").fetchall()
-            }
+            conn.register("batch", batch)
+            incoming: dict[str, tuple[str, str]] = {}  # name -> (type, expression over the batch)
+            for name, kind, *_ in conn.execute("DESCRIBE SELECT * FROM batch").fetchall():
+                structured = kind.startswith(("STRUCT", "MAP")) or kind.endswith("[]")
+                expression = f"to_json({quote(name)})" if structured else quote(name)
+                incoming[name] = ("JSON" if structured or name in nested_as_text else kind, expression)
+            incoming[PARTITION_COLUMN] = ("VARCHAR", _sql_literal(partition))
+            incoming[FETCHED_AT_COLUMN] = (
+                "TIMESTAMP WITH TIME ZONE",
+                f"TIMESTAMPTZ {_sql_literal(fetched_at.isoformat())}",
+            )
             conn.execute("BEGIN")
             try:
                 existing = self._columns(conn, table)
@@ -155,17 +185,19 @@ class Warehouse:
         )
 
     @staticmethod
-    def _create(conn: duckdb.DuckDBPyConnection, table: str, id_field: str, incoming: dict[str, str]) -> None:
-        columns = [f"{quote(name)} {kind}" for name, kind in incoming.items() if kind != '"NULL"']
+    def _create(
+        conn: duckdb.DuckDBPyConnection, table: str, id_field: str, incoming: dict[str, tuple[str, str]]
+    ) -> None:
+        columns = [f"{quote(name)} {kind}" for name, (kind, _) in incoming.items() if kind != '"NULL"']
         conn.execute(f"CREATE TABLE {quote(table)} ({', '.join(columns)}, PRIMARY KEY ({quote(id_field)}))")
 
     @staticmethod
     def _evolve(
-        conn: duckdb.DuckDBPyConnection, table: str, existing: dict[str, str], incoming: dict[str, str]
+        conn: duckdb.DuckDBPyConnection, table: str, existing: dict[str, str], incoming: dict[str, tuple[str, str]]
     ) -> list[str]:
         """Add new columns, widen changed ones; return the SELECT list for the batch."""
         selected = []
-        for name, kind in incoming.items():
+        for name, (kind, expression) in incoming.items():
             column = quote(name)
             if kind == '"NULL"':
                 if name in existing:
@@ -179,7 +211,9 @@ class Warehouse:
                 current = "DOUBLE" if {current, kind} <= _NUMERIC else "VARCHAR"
                 if current != existing[name]:
                     conn.execute(f"ALTER TABLE {quote(table)} ALTER COLUMN {column} TYPE {current}")
-            selected.append(f"CAST({column} AS {current}) AS {column}" if current != kind else column)
+            selected.append(
+                f"CAST({expression} AS {current}) AS {column}" if current != kind else f"{expression} AS {column}"
+            )
         return selected
 
     def record_partition(
