@@ -270,10 +270,10 @@ class ApiClient:
                 return
             except CircuitOpen as exc:
                 now = self.clock.now()
-                if config.on_open == "fail" or exc.until - started > config.max_wait:
-                    raise ApiError(f"{where}: {exc}") from None
                 # Poll: a half-open probe usually answers well before its lease ends.
                 pause = min(max(exc.until - now, 0.0), 1.0) + self._rng.uniform(0, 0.05)
+                if config.on_open == "fail" or now + pause - started > config.max_wait:
+                    raise ApiError(f"{where}: {exc}") from None
                 self.stats.add(circuit_wait_s=pause)
                 self.clock.sleep(pause)
 

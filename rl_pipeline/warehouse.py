@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,15 @@ PARTITION_COLUMN = "_partition"
 FETCHED_AT_COLUMN = "_fetched_at"
 # One row per table and partition: what the API served (unique ids) and, where it says so, its own total.
 PARTITIONS_TABLE = "_rl_partitions"
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def _process_lock(path: Path) -> threading.Lock:
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(path.resolve(), threading.Lock())
+
+
 _NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE"}
 
 
@@ -104,7 +114,16 @@ class Warehouse:
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection; waits (bounded, jittered) while another process holds the file."""
+        """A short-lived connection; waits (bounded, jittered) while another process holds the file.
+
+        One connection at a time: across processes DuckDB's file lock sees to it, within a process a
+        lock does (DuckDB does not take connections to one file opened and closed concurrently).
+        """
+        with _process_lock(self.path), self._open(read_only) as conn:
+            yield conn
+
+    @contextmanager
+    def _open(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_patience
@@ -148,6 +167,20 @@ class Warehouse:
         if not rows:
             return 0
         batch, nested_as_text = _to_arrow(rows)
+        self._write(table, batch, nested_as_text, id_field, partition, fetched_at, where)
+        return len(rows)
+
+    def _write(
+        self,
+        table: str,
+        batch: pa.Table,
+        nested_as_text: set[str],
+        id_field: str,
+        partition: str,
+        fetched_at: datetime,
+        where: str,
+    ) -> None:
+        """One upsert transaction."""
         with self.connect() as conn:
             conn.register("batch", batch)
             incoming: dict[str, tuple[str, str]] = {}  # name -> (type, expression over the batch)
@@ -172,7 +205,6 @@ class Warehouse:
             except duckdb.Error as exc:
                 conn.execute("ROLLBACK")
                 raise WarehouseError(f"{where}: {exc}") from exc
-        return len(rows)
 
     @staticmethod
     def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:

@@ -63,7 +63,8 @@ def test_kill_9_mid_backfill_then_rerun_gives_the_exact_dataset(make_demo_api, t
     # Days done before the kill were not fetched again, nor the pages checkpointed on the day it died in.
     assert rerun[0]["partition"] > days[0]
     assert sum(day["requests"] for day in rerun) == len(server.api.stats()["requests"]) - sent_before_kill
-    assert sum(day["requests"] for day in rerun) < full - sent_before_kill + 3
+    # At most the pages in flight when it died are fetched twice: one per worker, and one being written.
+    assert sum(day["requests"] for day in rerun) <= full - sent_before_kill + 2 * 4
 
 
 def test_a_backfill_completes_through_5xx_hung_responses_and_429_bursts(make_demo_api, tmp_path: Path) -> None:

@@ -105,9 +105,9 @@ def test_a_backfill_stops_cleanly_when_the_ledger_is_empty(make_demo_api, tmp_pa
     monkeypatch.setenv("RL_SOURCES_FILE", str(tmp_path / "sources.yaml"))
     server = make_demo_api()
     warehouse, instance = Warehouse(tmp_path / "w.duckdb"), dg.DagsterInstance.ephemeral()
-    result = backfill(
-        ["events_offset"], "2024-01-01", "2024-01-10", warehouse, f"sqlite:///{tmp_path}/s.sqlite", instance
-    )
+    store = f"sqlite:///{tmp_path}/s.sqlite"
+    # One day at a time, so which days finish before the quota runs out is certain.
+    result = backfill(["events_offset"], "2024-01-01", "2024-01-10", warehouse, store, instance, workers=1)
     assert not result.success
     message = str(result.failure_data_for_node("events_offset").error)
     assert "source demo.events_offset, partition 2024-01-04, page" in message

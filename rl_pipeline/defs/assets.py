@@ -5,15 +5,18 @@ annotation at definition time.
 """
 
 import math
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import date
+from typing import Any, TypeVar
 
 import dagster as dg
 
 from rl_pipeline.client import ApiClient
 from rl_pipeline.defs.checks import check_results, check_specs
-from rl_pipeline.ingest import ingest_day
+from rl_pipeline.ingest import DayResult, ingest_day
 from rl_pipeline.quota import QuotaPolicy, Usage, forecast, iso_time
 from rl_pipeline.sources import ApiSpec
 
@@ -22,6 +25,7 @@ from rl_pipeline.sources import ApiSpec
 MAX_PARTITIONS_PER_RUN = 30
 
 
+T = TypeVar("T")
 WAITS = ("limiter_wait_s", "retry_wait_s", "circuit_wait_s", "quota_wait_s")
 
 
@@ -56,6 +60,29 @@ def summary(metadata: dict) -> str:
     return f"| | |\n|---|---|\n{rows}\n| responses | {statuses or 'none'} |"
 
 
+def _in_parallel(fetch: Callable[[str], T], keys: Sequence[str], workers: int) -> Iterator[T]:
+    """`fetch(key)` for every key on `workers` threads, results as they finish.
+
+    On the first failure no further key is started; those already running
+    finish (their results are still yielded), then the failure is raised.
+    """
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="day") as pool:
+        futures = [pool.submit(fetch, key) for key in keys]
+        failure: BaseException | None = None
+        for future in as_completed(futures):
+            if future.cancelled():
+                continue
+            error = future.exception()
+            if error is None:
+                yield future.result()
+            elif failure is None:
+                failure = error
+                for pending in futures:
+                    pending.cancel()
+        if failure is not None:
+            raise failure
+
+
 def api_resource_key(api: str) -> str:
     return f"{api}_api"
 
@@ -88,39 +115,52 @@ def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinitio
         check_specs=check_specs(table, endpoint_spec.id_field),
     )
     def _asset(context: dg.AssetExecutionContext) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
-        client = getattr(context.resources, resource_key).client()
+        api = getattr(context.resources, resource_key)
         warehouse_resource = context.resources.warehouse
         warehouse = warehouse_resource.warehouse()
+        store = api.open_store()
+        local, clients = threading.local(), []
+
+        def fetch(key: str) -> tuple[DayResult, dict[str, Any], ApiClient]:
+            # Each worker thread has its own client (a Session, and stats that are this day's alone);
+            # all of them share one store, so one rate budget, breaker and quota.
+            if not hasattr(local, "client"):
+                local.client = api.client(store)
+                clients.append(local.client)
+            client, started = local.client, time.monotonic()
+            before = client.stats.snapshot()
+            result = ingest_day(
+                client, warehouse, endpoint, date.fromisoformat(key), batch_rows=warehouse_resource.batch_rows
+            )
+            used = client.stats.since(before)
+            used["requests_per_s"] = round(used["requests"] / max(time.monotonic() - started, 1e-3), 2)
+            return result, used, client
+
         try:
-            for key in context.partition_keys:
-                before, started = client.stats.snapshot(), time.monotonic()
-                result = ingest_day(
-                    client, warehouse, endpoint, date.fromisoformat(key), batch_rows=warehouse_resource.batch_rows
-                )
-                used = client.stats.since(before)
+            for result, used, client in _in_parallel(fetch, context.partition_keys, api.workers):
                 metadata = {
                     "records": result.records,
                     "pages": result.pages,
                     "resumed": result.resumed,
                     **used,
-                    "requests_per_s": round(used["requests"] / max(time.monotonic() - started, 1e-3), 2),
                     "throttled_s": round(sum(used[k] for k in WAITS), 3),
                     "circuit": client.breaker(endpoint).state().status.value,
                     **quota_metadata(client),
                     "forecast": backlog_forecast(context, client, used["requests"]),
                 }
                 context.log.info(
-                    f"{table} {key}: {result.records} records, {result.pages} pages, {used['requests']} requests"
-                    + (" (resumed from a checkpoint)" if result.resumed else "")
+                    f"{table} {result.day}: {result.records} records, {result.pages} pages, "
+                    f"{used['requests']} requests" + (" (resumed from a checkpoint)" if result.resumed else "")
                 )
                 yield dg.AssetMaterialization(
                     asset_key=context.asset_key,
-                    partition=key,
+                    partition=result.day.isoformat(),
                     metadata={**metadata, "summary": dg.MetadataValue.md(summary(metadata))},
                 )
             yield from check_results(warehouse, table, endpoint_spec.id_field)
         finally:
-            client.close()
-            client.store.close()
+            for client in clients:
+                client.close()
+            store.close()
 
     return _asset

@@ -38,6 +38,12 @@ class RateLimitedApi(dg.ConfigurableResource):
     max_delay: float = Field(default=60.0, gt=0, description="Longest single backoff in seconds.")
     jitter: Jitter = Field(default=Jitter.FULL, description="Backoff jitter: full, equal, decorrelated or none.")
     request_deadline: float = Field(default=600.0, gt=0, description="Seconds one request may take, retries included.")
+    workers: int = Field(
+        default=4,
+        ge=1,
+        description="Days fetched at once within a run. They share the one rate budget: more workers hide "
+        "latency and write time, they never raise the rate.",
+    )
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=30.0, gt=0)
 
