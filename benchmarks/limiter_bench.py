@@ -34,7 +34,8 @@ from rich.table import Table
 
 from rl_pipeline.demo_api import DemoApiConfig, DemoApiServer
 from rl_pipeline.demo_api.server import most_in_any_window
-from rl_pipeline.limits import Limit, RateLimiter
+from rl_pipeline.limits import RateLimiter
+from rl_pipeline.sources import RateLimitSpec
 from rl_pipeline.state import open_store
 
 TOKEN = "bench-token"
@@ -56,8 +57,9 @@ def make_acquire(variant: str, rate: float, burst: float, state_dir: str, redis_
         "rl_pipeline redis": redis_url,
         "naive per-process bucket": "memory://",
     }[variant]
-    # The client's headroom: one token of the burst kept back (see RateLimitSpec).
-    limiter = RateLimiter(open_store(url), {"api": Limit(rate=rate, burst=burst - 1)}, namespace=namespace)
+    # As the client builds it from the sources file, headroom included (see RateLimitSpec).
+    limit = RateLimitSpec(rate=rate, burst=burst).to_limit()
+    limiter = RateLimiter(open_store(url), {"api": limit}, namespace=namespace)
     return limiter.acquire
 
 

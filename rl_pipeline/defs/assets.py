@@ -38,12 +38,16 @@ def quota_metadata(client: ApiClient) -> dict[str, float | int | str]:
     return {"quota_used_today": usage.day_used, **left, **month, "quota_resets_at": iso_time(usage.day_resets_at)}
 
 
-def backlog_forecast(context: dg.AssetExecutionContext, client: ApiClient, requests_per_partition: float) -> str:
-    """When the asset's missing partitions will be done at this day's cost."""
+def missing_after_run(context: dg.AssetExecutionContext) -> int:
+    """Partitions of the asset still missing once this run is done (counted once per run: it lists them all)."""
     partitions = context.assets_def.partitions_def
     assert partitions is not None
     done = context.instance.get_materialized_partitions(context.asset_key) | set(context.partition_keys)
-    missing = sum(1 for key in partitions.get_partition_keys() if key not in done)
+    return sum(1 for key in partitions.get_partition_keys() if key not in done)
+
+
+def backlog_forecast(client: ApiClient, missing: int, requests_per_partition: float) -> str:
+    """When `missing` partitions will be done at this day's cost, under the rate and the quotas."""
     rate = min((limit.rate / limit.period for limit in client.limiter_limits()), default=1.0)
     usage = client.quota.usage() if client.quota else None
     policy = client.quota.policy if client.quota else QuotaPolicy()
@@ -136,6 +140,7 @@ def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinitio
             used["requests_per_s"] = round(used["requests"] / max(time.monotonic() - started, 1e-3), 2)
             return result, used, client
 
+        missing = missing_after_run(context)
         try:
             for result, used, client in _in_parallel(fetch, context.partition_keys, api.workers):
                 metadata = {
@@ -146,7 +151,7 @@ def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinitio
                     "throttled_s": round(sum(used[k] for k in WAITS), 3),
                     "circuit": client.breaker(endpoint).state().status.value,
                     **quota_metadata(client),
-                    "forecast": backlog_forecast(context, client, used["requests"]),
+                    "forecast": backlog_forecast(client, missing, used["requests"]),
                 }
                 context.log.info(
                     f"{table} {result.day}: {result.records} records, {result.pages} pages, "
