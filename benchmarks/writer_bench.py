@@ -63,7 +63,7 @@ def upsert(warehouse: Warehouse, parts: list[list[dict]]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--batch", type=int, default=50_000)
     args = parser.parse_args()
     table = Table(
         "rows", "batch", "plain insert rows/s", "upsert first load rows/s", "ratio", "re-upsert rows/s", "ratio",
