@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import day_range, expected_rows, table_rows
+from rl_pipeline_tests.conftest import day_range, expected_rows, start_backfill, table_rows
 
 
 @pytest.fixture
@@ -105,3 +105,24 @@ def test_backfill_interrupted_by_ctrl_c_then_resumed(make_demo_api, workdir: Pat
 
     query = cli("query", "SELECT count(*) AS n FROM events_link")
     assert query.returncode == 0 and str(len(expected)) in query.stdout
+
+
+def test_queries_during_a_backfill_neither_fail_nor_fail_it(make_demo_api, workdir: Path, tmp_path: Path) -> None:
+    """Readers take short read-only connections and wait (bounded) while a write holds the file;
+    writers wait the same way for readers. Many queries during a backfill: every one answers, the backfill
+    completes, the data is exact."""
+    make_demo_api(rate=40, burst=40)
+    days = day_range("2024-01-01", "2024-01-31")
+    warehouse = Warehouse(workdir / "data" / "warehouse.duckdb")
+    backfill = start_backfill("events_offset", days[0], days[-1], f"sqlite:///{tmp_path}/s.sqlite", warehouse)
+    answers: list[subprocess.CompletedProcess[str]] = []
+    while backfill.poll() is None:
+        answer = cli("query", "SELECT count(*) FROM events_offset", "--warehouse", str(warehouse.path))
+        if answers or answer.returncode == 0:  # from the moment the table exists
+            answers.append(answer)
+    _, err = backfill.communicate()
+    assert backfill.returncode == 0, err[-2000:]
+    assert len(answers) >= 3
+    assert all(a.returncode == 0 for a in answers), [a.stderr for a in answers if a.returncode]
+    count, rows = table_rows(warehouse, "events_offset")
+    assert count == len(expected_rows(days)) and rows == expected_rows(days)
