@@ -26,6 +26,8 @@ lint: install
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/limiter_bench.py
+	$(BIN)/python benchmarks/writer_bench.py
+	$(BIN)/python benchmarks/backfill_bench.py
 
 clean:
 	rm -rf $(VENV) data/*.duckdb* data/*.sqlite* dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules
