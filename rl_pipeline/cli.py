@@ -10,12 +10,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from rl_pipeline.defs.resources import DEFAULT_WAREHOUSE
 from rl_pipeline.demo_api.server import DemoApiConfig, DemoApiServer
 from rl_pipeline.quota import iso_time
 from rl_pipeline.warehouse import Warehouse, WarehouseError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rl_pipeline.defs.operations import Progress
 
 DEMO_TOKEN = "demo-token"
 
@@ -149,21 +154,21 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 1 if error else 0
 
 
-def _summary(console: object, asset: str, done: object, wanted: int, error: str | None) -> None:
+def _summary(console: Console, asset: str, done: Progress, wanted: int, error: str | None) -> None:
     from rich.table import Table
 
     table = Table("asset", "days done", "records", "requests", "429s", "retries", "seconds")
     table.add_row(
         asset,
-        f"{done.done}/{wanted}",  # type: ignore[attr-defined]
-        str(done.records),  # type: ignore[attr-defined]
-        str(done.requests),  # type: ignore[attr-defined]
-        str(done.http_429),  # type: ignore[attr-defined]
-        str(done.retries),  # type: ignore[attr-defined]
-        f"{done.seconds:.1f}",  # type: ignore[attr-defined]
+        f"{done.done}/{wanted}",
+        str(done.records),
+        str(done.requests),
+        str(done.http_429),
+        str(done.retries),
+        f"{done.seconds:.1f}",
     )
-    console.print(table)  # type: ignore[attr-defined]
-    console.print("done" if error is None else f"stopped: {error}; run it again to resume")  # type: ignore[attr-defined]
+    console.print(table)
+    console.print("done" if error is None else f"stopped: {error}; run it again to resume")
 
 
 def cmd_run_chunk(args: argparse.Namespace) -> int:

@@ -48,7 +48,8 @@ class QuotaPolicy:
         month = day.replace(day=1)
         next_month = (month + timedelta(days=32)).replace(day=1)
         shift = timedelta(hours=self.reset_hour)
-        return tuple((t + shift).timestamp() for t in (day, day + timedelta(days=1), month, next_month))  # type: ignore[return-value]
+        starts = [(t + shift).timestamp() for t in (day, day + timedelta(days=1), month, next_month)]
+        return starts[0], starts[1], starts[2], starts[3]
 
 
 @dataclass(frozen=True)

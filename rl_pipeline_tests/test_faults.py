@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 import dagster as dg
@@ -112,3 +113,26 @@ def test_5xx_are_retried_until_the_day_is_complete(make_demo_api, warehouse: War
     statuses = server.api.stats()["by_status"]
     retries = sum(m.metadata["retries"].value for m in result.asset_materializations_for_node("events_pages"))
     assert retries == sum(statuses.get(s, 0) for s in ("500", "502", "503", "504")) > 0
+
+
+def test_a_huge_day_streams_through_in_several_writes(make_demo_api, warehouse: Warehouse, store_url) -> None:
+    faults = Faults(huge_day=date(2024, 1, 3), huge_day_records=2_500)
+    make_demo_api(faults=faults)
+    result = backfill(["events_offset"], "2024-01-03", "2024-01-03", warehouse, store_url, batch_rows=1_000)
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node("events_offset")
+    assert materialization.metadata["pages"].value == 25 and materialization.metadata["records"].value == 2_500
+    count, rows = table_rows(warehouse, "events_offset")
+    assert count == 2_500 and rows == expected_rows(["2024-01-03"], faults=faults)
+
+
+def test_faults_are_switched_out_of_band_over_http(make_demo_api) -> None:
+    import requests
+
+    server = make_demo_api()
+    answer = requests.post(f"{server.url}/_admin/faults", json={"drift_from": "2024-02-01", "outage_seconds": 30})
+    assert answer.status_code == 200
+    assert server.api.config.faults.drift_from == date(2024, 2, 1)
+    assert server.api.config.faults.outage_until > time.time() + 25
+    refused = requests.post(f"{server.url}/_admin/faults", json={"no_such_switch": 1})
+    assert refused.status_code == 400 and "unknown fault 'no_such_switch'" in refused.json()["error"]

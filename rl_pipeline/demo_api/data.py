@@ -7,6 +7,7 @@ warehouse with this generator exactly.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -36,10 +37,12 @@ def day_start(day: date) -> datetime:
 
 
 @lru_cache(maxsize=128)
-def _cached(seed: int, day: date) -> tuple[dict[str, Any], ...]:
+def _cached(seed: int, day: date, count: int | None = None) -> tuple[dict[str, Any], ...]:
     rng = random.Random(f"{seed}:{day.isoformat()}")
     roll = rng.random()
-    if roll < 0.08:
+    if count is not None:
+        pass  # a size forced by a switch (Faults.huge_day)
+    elif roll < 0.08:
         count = 0
     elif roll < 0.16:
         count = rng.randint(1001, 1500)
@@ -65,18 +68,24 @@ def _cached(seed: int, day: date) -> tuple[dict[str, Any], ...]:
     )
 
 
+def served_records(seed: int, day: date, faults: Faults | None = None) -> Sequence[dict[str, Any]]:
+    """What the server serves for `day`: shared, cached records, not to be changed (no copy per request)."""
+    if faults is None:
+        return _cached(seed, day)
+    return faults.apply_to_day(day, _cached(seed, day, faults.huge_day_records if faults.huge_day == day else None))
+
+
 def day_records(seed: int, day: date, faults: Faults | None = None) -> list[dict[str, Any]]:
-    """Every record created on `day` (UTC), ordered by `created_at`, with any data faults."""
-    records = [dict(r) for r in _cached(seed, day)]
-    return faults.apply_to_day(day, records) if faults else records
+    """Every record created on `day` (UTC), ordered by `created_at`, with any data faults: copies."""
+    return [dict(r) for r in served_records(seed, day, faults)]
 
 
 def range_records(seed: int, start: datetime, end: datetime, faults: Faults | None = None) -> list[dict[str, Any]]:
-    """Every record with start <= created_at < end."""
+    """Every record with start <= created_at < end (shared records, as served_records)."""
     out: list[dict[str, Any]] = []
     day = start.date()
     while day_start(day) < end:
-        for record in day_records(seed, day, faults):
+        for record in served_records(seed, day, faults):
             created = datetime.fromisoformat(record["created_at"])
             if start <= created < end:
                 out.append(record)

@@ -7,6 +7,7 @@ dataset itself, so tests compute the expected rows with the same switches.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import date
 from typing import Any
@@ -28,6 +29,8 @@ class Faults:
     missing_id_on: date | None = None  # on this day one record has no `id`
     repeat: int = 0  # cursor and Link pages re-serve the previous page's last `repeat` records
     cursor_loop_after: int = 0  # cursor endpoint: after this many pages the cursor leads back to page 1
+    huge_day: date | None = None  # this day has `huge_day_records` records (a memory test)
+    huge_day_records: int = 500_000
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply switches from JSON (dates as YYYY-MM-DD); unknown names are an error."""
@@ -35,12 +38,12 @@ class Faults:
         for name, value in changes.items():
             if name not in known:
                 raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(known))}")
-            if name.endswith(("_from", "_on")) and isinstance(value, str):
+            if name.endswith(("_from", "_on", "_day")) and isinstance(value, str):
                 value = date.fromisoformat(value)
             setattr(self, name, value)
 
-    def apply_to_day(self, day: date, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The data faults for `day`, on copies of its records."""
+    def apply_to_day(self, day: date, records: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
+        """The data faults for `day`: changed copies where a fault applies, `records` itself otherwise."""
         if self.drift_from and day >= self.drift_from:
             records = [{**r, "channel": ("web", "app", "pos")[int(r["id"][-5:]) % 3]} for r in records]
         if self.type_change_from and day >= self.type_change_from:

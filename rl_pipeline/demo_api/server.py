@@ -13,7 +13,8 @@ rejects malformed parameters (400), enforces a token bucket (429 with
 until Remaining next grows).
 
 Out of band, for tests and benchmarks: GET /_admin/stats (what was served,
-with arrival times) and POST /_admin/reset.
+with arrival times), POST /_admin/reset, and POST /_admin/faults with a JSON
+object of `Faults` switches (plus `outage_seconds`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from rl_pipeline.demo_api.data import day_records, day_start, range_records
+from rl_pipeline.demo_api.data import day_start, range_records, served_records
 from rl_pipeline.demo_api.faults import Faults
 
 MAX_PAGE_SIZE = 100
@@ -220,9 +221,20 @@ class Handler(BaseHTTPRequestHandler):
         pass  # quiet: the stats endpoint is the log
 
     def do_POST(self) -> None:
-        if urlsplit(self.path).path == "/_admin/reset":
+        path = urlsplit(self.path).path
+        if path == "/_admin/reset":
             self.server.api.reset()
             self._send(200, {"reset": True})
+        elif path == "/_admin/faults":
+            try:
+                changes = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if "outage_seconds" in changes:
+                    changes["outage_until"] = time.time() + float(changes.pop("outage_seconds"))
+                self.server.api.config.faults.update(changes)
+            except (ValueError, TypeError) as exc:
+                self._send(400, {"error": str(exc)})
+                return
+            self._send(200, {"faults": changes})
         else:
             self._send(404, {"error": "not found"})
 
@@ -285,10 +297,10 @@ Page = tuple[Any, dict[str, str]]
 
 
 def _offset(api: DemoApi, params: dict[str, list[str]], path: str) -> Page:
-    records = day_records(api.config.seed, _day(params, "date"), api.config.faults)
+    records = served_records(api.config.seed, _day(params, "date"), api.config.faults)
     offset = _int(params, "offset", 0, 0, 10**9)
     limit = _int(params, "limit", 50, 1, MAX_PAGE_SIZE)
-    return {"data": records[offset : offset + limit], "total": len(records)}, {}
+    return {"data": list(records[offset : offset + limit]), "total": len(records)}, {}
 
 
 def _pages(api: DemoApi, params: dict[str, list[str]], path: str) -> Page:
@@ -330,7 +342,7 @@ def _cursor(api: DemoApi, params: dict[str, list[str]], path: str) -> Page:
 
 def _link(api: DemoApi, params: dict[str, list[str]], path: str) -> Page:
     day = _day(params, "day")
-    records = day_records(api.config.seed, day, api.config.faults)
+    records = served_records(api.config.seed, day, api.config.faults)
     page = _int(params, "page", 1, 1, 10**6)
     per_page = _int(params, "per_page", 30, 1, MAX_PAGE_SIZE)
     headers = {}
@@ -338,7 +350,7 @@ def _link(api: DemoApi, params: dict[str, list[str]], path: str) -> Page:
         query = urlencode({"day": day.isoformat(), "page": page + 1, "per_page": per_page})
         headers["Link"] = f'<{path}?{query}>; rel="next"'
     first = (page - 1) * per_page - (min(api.config.faults.repeat, per_page - 1) if page > 1 else 0)
-    return records[first : page * per_page], headers
+    return list(records[first : page * per_page]), headers
 
 
 _ROUTES = {
