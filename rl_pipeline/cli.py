@@ -64,12 +64,10 @@ def cmd_demo_api(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The demo API plus `dagster dev`, both on 127.0.0.1; Ctrl-C stops both."""
-    root = Path.cwd()
+    _dagster_home()
     env = os.environ.copy()
     env.setdefault("RL_DEMO_API_TOKEN", DEMO_TOKEN)
     env["RL_DEMO_API_URL"] = f"http://127.0.0.1:{args.api_port}"
-    env.setdefault("DAGSTER_HOME", str(root / "dagster_home"))
-    Path(env["DAGSTER_HOME"]).mkdir(exist_ok=True)
     _interrupt_on_signals()
     api = subprocess.Popen(
         [sys.executable, "-m", "rl_pipeline.cli", "demo-api", "--host", "127.0.0.1", "--port", str(args.api_port)],

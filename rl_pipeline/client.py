@@ -176,10 +176,11 @@ class ApiClient:
             self._limiters[endpoint] = RateLimiter(self.store, limits, namespace=self._namespace, clock=self.clock)
         return self._limiters[endpoint]
 
-    def limiter_limits(self) -> list[Limit]:
-        """The API-wide limits, the learned one included."""
+    def rate_per_second(self) -> float:
+        """The tightest API-wide rate (the learned one included): what forecasts assume."""
         limits = [rl.to_limit() for rl in self.spec.rate_limits]
-        return limits + ([_learned_limit(self.adaptive.current())] if self.adaptive else [])
+        limits += [_learned_limit(self.adaptive.current())] if self.adaptive else []
+        return min((limit.rate / limit.period for limit in limits), default=1.0)
 
     def breaker(self, endpoint: str) -> CircuitBreaker:
         """The endpoint's circuit breaker, shared by every worker (any credential)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from rl_pipeline.client import ApiClient
 from rl_pipeline.pagination import PageRequest
-from rl_pipeline.warehouse import Warehouse
+from rl_pipeline.warehouse import PartitionReport, Warehouse
 
 DEFAULT_BATCH_ROWS = 50_000  # a write (a DuckDB connection: ~0.1 s) per 50k rows; see docs/benchmarks.md
 
@@ -67,6 +67,8 @@ def ingest_day(
         if page.total is not None:
             api_total = page.total
         if len(buffer) >= batch_rows or page.next is None:
+            # The last write of a day also notes what the API served for it (a resumed day saw only part).
+            last = page.next is None and not result.resumed
             result.records += warehouse.upsert(
                 table,
                 buffer,
@@ -74,13 +76,10 @@ def ingest_day(
                 partition=day.isoformat(),
                 fetched_at=datetime.now(UTC),
                 where=where,
+                finished=PartitionReport(len(served), api_total) if last else None,
             )
             buffer = []
             if page.next is not None:
                 client.store.set(key, page.next.to_json())
-    if not result.resumed:  # a resumed day saw only part of what was served
-        warehouse.record_partition(
-            table, day.isoformat(), served=len(served), api_total=api_total, fetched_at=datetime.now(UTC)
-        )
     client.store.delete(key)
     return result

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,10 @@ PARTITION_COLUMN = "_partition"
 FETCHED_AT_COLUMN = "_fetched_at"
 # One row per table and partition: what the API served (unique ids) and, where it says so, its own total.
 PARTITIONS_TABLE = "_rl_partitions"
+_PARTITIONS_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {PARTITIONS_TABLE} (table_name VARCHAR, partition VARCHAR, "
+    "served BIGINT, api_total BIGINT, fetched_at TIMESTAMPTZ, PRIMARY KEY (table_name, partition))"
+)
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_LOCK = threading.Lock()
 
@@ -33,6 +38,14 @@ def _process_lock(path: Path) -> threading.Lock:
 
 
 _NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE"}
+
+
+@dataclass(frozen=True)
+class PartitionReport:
+    """What the API served for a whole partition: unique ids, and its own total where it reports one."""
+
+    served: int
+    api_total: int | None
 
 
 class WarehouseError(RuntimeError):
@@ -155,56 +168,64 @@ class Warehouse:
         partition: str,
         fetched_at: datetime,
         where: str = "",
+        finished: PartitionReport | None = None,
     ) -> int:
         """Insert or replace `records` by `id_field`; returns the rows written.
 
         New fields become new columns (older rows keep NULL). A field whose
         type changes is widened (integers to DOUBLE, anything else to VARCHAR)
-        rather than losing a value.
+        rather than losing a value. With `finished`, the partition is complete
+        and what the API served for it is noted in the same transaction, for
+        the row-count check.
         """
         where = where or f"table {table}, partition {partition}"
         rows = _unique_rows(records, id_field, where)
-        if not rows:
+        if not rows and finished is None:
             return 0
-        batch, nested_as_text = _to_arrow(rows)
-        self._write(table, batch, nested_as_text, id_field, partition, fetched_at, where)
-        return len(rows)
-
-    def _write(
-        self,
-        table: str,
-        batch: pa.Table,
-        nested_as_text: set[str],
-        id_field: str,
-        partition: str,
-        fetched_at: datetime,
-        where: str,
-    ) -> None:
-        """One upsert transaction."""
         with self.connect() as conn:
-            conn.register("batch", batch)
-            incoming: dict[str, tuple[str, str]] = {}  # name -> (type, expression over the batch)
-            for name, kind, *_ in conn.execute("DESCRIBE SELECT * FROM batch").fetchall():
-                structured = kind.startswith(("STRUCT", "MAP")) or kind.endswith("[]")
-                expression = f"to_json({quote(name)})" if structured else quote(name)
-                incoming[name] = ("JSON" if structured or name in nested_as_text else kind, expression)
-            incoming[PARTITION_COLUMN] = ("VARCHAR", _sql_literal(partition))
-            incoming[FETCHED_AT_COLUMN] = (
-                "TIMESTAMP WITH TIME ZONE",
-                f"TIMESTAMPTZ {_sql_literal(fetched_at.isoformat())}",
-            )
             conn.execute("BEGIN")
             try:
-                existing = self._columns(conn, table)
-                if not existing:
-                    self._create(conn, table, id_field, incoming)
-                    existing = self._columns(conn, table)
-                selected = self._evolve(conn, table, existing, incoming)
-                conn.execute(f"INSERT OR REPLACE INTO {quote(table)} BY NAME SELECT {', '.join(selected)} FROM batch")
+                if rows:
+                    self._upsert_rows(conn, table, rows, id_field, partition, fetched_at)
+                if finished is not None:
+                    conn.execute(_PARTITIONS_DDL)
+                    conn.execute(
+                        f"INSERT OR REPLACE INTO {PARTITIONS_TABLE} VALUES (?, ?, ?, ?, ?)",
+                        [table, partition, finished.served, finished.api_total, fetched_at],
+                    )
                 conn.execute("COMMIT")
             except duckdb.Error as exc:
                 conn.execute("ROLLBACK")
                 raise WarehouseError(f"{where}: {exc}") from exc
+        return len(rows)
+
+    def _upsert_rows(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        table: str,
+        rows: list[dict[str, Any]],
+        id_field: str,
+        partition: str,
+        fetched_at: datetime,
+    ) -> None:
+        batch, nested_as_text = _to_arrow(rows)
+        conn.register("batch", batch)
+        incoming: dict[str, tuple[str, str]] = {}  # name -> (type, expression over the batch)
+        for name, kind, *_ in conn.execute("DESCRIBE SELECT * FROM batch").fetchall():
+            structured = kind.startswith(("STRUCT", "MAP")) or kind.endswith("[]")
+            expression = f"to_json({quote(name)})" if structured else quote(name)
+            incoming[name] = ("JSON" if structured or name in nested_as_text else kind, expression)
+        incoming[PARTITION_COLUMN] = ("VARCHAR", _sql_literal(partition))
+        incoming[FETCHED_AT_COLUMN] = (
+            "TIMESTAMP WITH TIME ZONE",
+            f"TIMESTAMPTZ {_sql_literal(fetched_at.isoformat())}",
+        )
+        existing = self._columns(conn, table)
+        if not existing:
+            self._create(conn, table, id_field, incoming)
+            existing = self._columns(conn, table)
+        selected = self._evolve(conn, table, existing, incoming)
+        conn.execute(f"INSERT OR REPLACE INTO {quote(table)} BY NAME SELECT {', '.join(selected)} FROM batch")
 
     @staticmethod
     def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
@@ -247,20 +268,6 @@ class Warehouse:
                 f"CAST({expression} AS {current}) AS {column}" if current != kind else f"{expression} AS {column}"
             )
         return selected
-
-    def record_partition(
-        self, table: str, partition: str, *, served: int, api_total: int | None, fetched_at: datetime
-    ) -> None:
-        """Note what the API served for a finished partition, for the row-count check."""
-        with self.connect() as conn:
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {PARTITIONS_TABLE} (table_name VARCHAR, partition VARCHAR, "
-                "served BIGINT, api_total BIGINT, fetched_at TIMESTAMPTZ, PRIMARY KEY (table_name, partition))"
-            )
-            conn.execute(
-                f"INSERT OR REPLACE INTO {PARTITIONS_TABLE} VALUES (?, ?, ?, ?, ?)",
-                [table, partition, served, api_total, fetched_at],
-            )
 
     def partition_mismatches(self, table: str) -> tuple[int, list[tuple[str, int, int]]]:
         """(partitions checked, [(partition, expected rows, rows in the table)] that differ).

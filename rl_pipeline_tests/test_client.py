@@ -70,12 +70,12 @@ def test_a_token_is_required_when_the_source_names_one() -> None:
 
 def test_the_token_stays_out_of_reprs_and_errors(make_demo_api) -> None:
     make_demo_api(token="the-real-one")
-    client = demo_client(rate=100, burst=10, token="sk_live_wrong_token")
+    client = demo_client(rate=100, burst=10, token="wrong-token-for-this-test")
     with pytest.raises(ApiError) as caught:
         list(client.fetch_day("events_link", date(2024, 1, 4)))
     assert "HTTP 401" in str(caught.value)
     for text in (str(caught.value), repr(client), repr(client.stats)):
-        assert "sk_live_wrong_token" not in text
+        assert "wrong-token-for-this-test" not in text
 
 
 def test_the_client_learns_the_limit_from_rate_limit_headers(make_demo_api) -> None:

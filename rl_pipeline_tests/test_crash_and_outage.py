@@ -114,7 +114,7 @@ def test_an_outage_opens_the_circuit_and_the_backfill_finishes_after_it(
     assert count == len(expected) and rows == expected
 
 
-SECRET = "sk_live_4f9aT0PsEcReT"
+SECRET = "test-secret-4f9aT0PsEcReT"  # fake; the test proves it never leaks
 
 
 def test_the_token_reaches_no_log_metadata_error_cell_or_repr(

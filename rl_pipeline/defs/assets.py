@@ -48,7 +48,7 @@ def missing_after_run(context: dg.AssetExecutionContext) -> int:
 
 def backlog_forecast(client: ApiClient, missing: int, requests_per_partition: float) -> str:
     """When `missing` partitions will be done at this day's cost, under the rate and the quotas."""
-    rate = min((limit.rate / limit.period for limit in client.limiter_limits()), default=1.0)
+    rate = client.rate_per_second()
     usage = client.quota.usage() if client.quota else None
     policy = client.quota.policy if client.quota else QuotaPolicy()
     now = client.clock.now()

@@ -18,8 +18,8 @@ from datetime import date
 import dagster as dg
 
 from rl_pipeline.client import ApiClient
-from rl_pipeline.defs.assets import MAX_PARTITIONS_PER_RUN
-from rl_pipeline.defs.sensors import RANGE_END, RANGE_START, requests_per_partition
+from rl_pipeline.defs.assets import MAX_PARTITIONS_PER_RUN, daily_partitions
+from rl_pipeline.defs.sensors import RANGE_END, RANGE_START, requests_per_partition, run_partitions
 from rl_pipeline.quota import forecast
 from rl_pipeline.sources import ApiSpec, SourcesFile
 
@@ -38,8 +38,6 @@ def find_asset(sources: SourcesFile, name: str) -> tuple[str, ApiSpec]:
 
 
 def partition_keys(spec: ApiSpec) -> list[str]:
-    from rl_pipeline.defs.assets import daily_partitions
-
     return daily_partitions(spec).get_partition_keys()
 
 
@@ -181,18 +179,13 @@ def status(sources: SourcesFile, clients: dict[str, ApiClient]) -> list[AssetSta
     for api, spec in sources.apis.items():
         keys = partition_keys(spec)
         client = clients[api]
-        rate = min((limit.rate / limit.period for limit in client.limiter_limits()), default=1.0)
+        rate = client.rate_per_second()
+        partitions = daily_partitions(spec)
         usage = client.quota.usage() if client.quota else None
         for endpoint_name, endpoint in spec.endpoints.items():
             key = dg.AssetKey(endpoint.table_name(endpoint_name))
             done = instance.get_materialized_partitions(key) & set(keys)
-            failed = {
-                k
-                for run in failed_runs
-                if run.asset_selection and key in run.asset_selection and RANGE_START in run.tags
-                for k in keys
-                if run.tags[RANGE_START] <= k <= run.tags[RANGE_END] and k not in done
-            }
+            failed = run_partitions(failed_runs, key, partitions) - done
             missing = len(keys) - len(done)
             outlook = "no quota configured"
             if client.quota and usage and spec.quota:

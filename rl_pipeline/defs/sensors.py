@@ -26,10 +26,10 @@ IN_FLIGHT = [
 FIRST_GUESS_REQUESTS = 5.0
 
 
-def in_flight(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: dg.PartitionsDefinition) -> set[str]:
-    """Partitions of `key` that a queued or running run will write."""
+def run_partitions(runs: Iterable[dg.DagsterRun], key: dg.AssetKey, partitions: dg.PartitionsDefinition) -> set[str]:
+    """Partitions of `key` that `runs` cover (a range, or a single partition)."""
     found: set[str] = set()
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT)):
+    for run in runs:
         if run.asset_selection is not None and key not in run.asset_selection:
             continue
         if RANGE_START in run.tags and RANGE_END in run.tags:
@@ -67,7 +67,6 @@ def quota_sensor(api: str, spec: ApiSpec, asset_keys: Iterable[dg.AssetKey]) -> 
     partitions = daily_partitions(spec)
     order = spec.quota.backfill_order if spec.quota else "oldest_first"
     reserve = spec.quota.reserve if spec.quota else 0
-    rate = min(limit.rate / limit.period for limit in spec.rate_limits) if spec.rate_limits else None
 
     @dg.sensor(
         name=f"{api}_quota_sensor",
@@ -83,15 +82,16 @@ def quota_sensor(api: str, spec: ApiSpec, asset_keys: Iterable[dg.AssetKey]) -> 
         client = getattr(context.resources, resource_key).client()
         try:
             usage = client.quota.usage() if client.quota else None
-            learned_rate = rate or (client.adaptive.current() if client.adaptive else 1.0)
+            rate = client.rate_per_second()
         finally:
             client.close()
             client.store.close()
         budget = usage.left - reserve if usage else math.inf
         all_keys = partitions.get_partition_keys(dynamic_partitions_store=context.instance)
         requests, waiting, cost_of_missing = [], 0, 0.0
+        running = context.instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))  # queued or running
         for key in keys:
-            done = context.instance.get_materialized_partitions(key) | in_flight(context.instance, key, partitions)
+            done = context.instance.get_materialized_partitions(key) | run_partitions(running, key, partitions)
             missing = [p for p in all_keys if p not in done]
             if order == "newest_first":
                 missing.reverse()
@@ -111,7 +111,7 @@ def quota_sensor(api: str, spec: ApiSpec, asset_keys: Iterable[dg.AssetKey]) -> 
         assert usage is not None and spec.quota is not None  # only a quota leaves partitions waiting
         now = client.clock.now()
         average = cost_of_missing / waiting
-        outlook = forecast(waiting, average, learned_rate, usage, spec.quota.policy(), now, reserve)
+        outlook = forecast(waiting, average, rate, usage, spec.quota.policy(), now, reserve)
         return dg.SkipReason(
             f"{api}: out of quota for backfills: {max(0, int(usage.left))} requests left today, {reserve} of them "
             f"kept for the daily schedule; resets at {iso_time(usage.day_resets_at)}. "
