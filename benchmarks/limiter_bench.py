@@ -57,7 +57,7 @@ def make_acquire(variant: str, rate: float, burst: float, state_dir: str, redis_
         "rl_pipeline redis": redis_url,
         "naive per-process bucket": "memory://",
     }[variant]
-    # As the client builds it from the sources file, headroom included (see RateLimitSpec).
+    # As the client builds it from the sources file, jitter tolerance included (see RateLimitSpec).
     limit = RateLimitSpec(rate=rate, burst=burst).to_limit()
     limiter = RateLimiter(open_store(url), {"api": limit}, namespace=namespace)
     return limiter.acquire

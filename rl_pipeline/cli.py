@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from rl_pipeline.defs.resources import DEFAULT_WAREHOUSE
 from rl_pipeline.demo_api.server import DemoApiConfig, DemoApiServer
+from rl_pipeline.locations import DEFAULT_WAREHOUSE
 from rl_pipeline.quota import iso_time
 from rl_pipeline.warehouse import Warehouse, WarehouseError
 

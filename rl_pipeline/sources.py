@@ -44,12 +44,13 @@ def _identifier(value: str) -> str:
 class RateLimitSpec(_Spec):
     """A published limit: `rate` requests per `period` seconds, `burst` at once.
 
-    `headroom` tokens of a bucket's burst are kept back: a request granted here
-    reaches the server a little late or early (the network; a busy interpreter
-    with several workers), and without that slack the jitter would turn into
-    429s at full speed. Two tokens absorb 2/rate seconds of it (100 ms at
-    20 req/s; one was measured too little with 4 workers). It costs no
-    throughput, only burst. Sliding windows have no burst and get no headroom.
+    The client keeps back enough of a bucket's burst to absorb
+    `jitter_tolerance` seconds of send-time jitter: a request granted here
+    reaches the server a little late (the network; a busy machine running
+    several workers), and without that slack the jitter would turn into 429s
+    at full speed. At 20 req/s, 0.25 s is 5 tokens (2 fixed tokens, 100 ms,
+    let a 429 through with 3 processes of 4 workers on 2 cores). It costs no
+    throughput, only burst. Sliding windows have no burst and keep none back.
     """
 
     name: str = "default"
@@ -57,7 +58,7 @@ class RateLimitSpec(_Spec):
     period: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     burst: float | None = Field(default=None, ge=1, allow_inf_nan=False)
     algorithm: Algorithm = Algorithm.TOKEN_BUCKET
-    headroom: float = Field(default=2.0, ge=0, allow_inf_nan=False)
+    jitter_tolerance: float = Field(default=0.25, ge=0, allow_inf_nan=False)
 
     def to_limit(self) -> Limit:
         published = Limit(rate=self.rate, period=self.period, burst=self.burst, algorithm=self.algorithm)
@@ -66,7 +67,7 @@ class RateLimitSpec(_Spec):
         return Limit(
             rate=self.rate,
             period=self.period,
-            burst=max(1.0, published.capacity - self.headroom),
+            burst=max(1.0, published.capacity - self.jitter_tolerance * published.refill),
             algorithm=self.algorithm,
         )
 

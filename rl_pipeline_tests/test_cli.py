@@ -111,7 +111,7 @@ def test_queries_during_a_backfill_neither_fail_nor_fail_it(make_demo_api, workd
     """Readers take short read-only connections and wait (bounded) while a write holds the file;
     writers wait the same way for readers. Many queries during a backfill: every one answers, the backfill
     completes, the data is exact."""
-    make_demo_api(rate=40, burst=40)
+    make_demo_api(rate=20, burst=20)  # slow enough for several queries to run meanwhile
     days = day_range("2024-01-01", "2024-01-31")
     warehouse = Warehouse(workdir / "data" / "warehouse.duckdb")
     backfill = start_backfill("events_offset", days[0], days[-1], f"sqlite:///{tmp_path}/s.sqlite", warehouse)

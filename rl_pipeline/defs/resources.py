@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 from pydantic import Field
 
 from rl_pipeline.client import ApiClient
 from rl_pipeline.ingest import DEFAULT_BATCH_ROWS
+from rl_pipeline.locations import DEFAULT_STATE_STORE, DEFAULT_WAREHOUSE
 from rl_pipeline.retry import Jitter, RetryPolicy
 from rl_pipeline.sources import load_sources
 from rl_pipeline.state import StateStore, open_store
 from rl_pipeline.warehouse import Warehouse
-
-DATA_DIR = os.environ.get("RL_DATA_DIR", "data")
-DEFAULT_STATE_STORE = os.environ.get("RL_STATE_STORE", f"sqlite:///{DATA_DIR}/state.sqlite")
-DEFAULT_WAREHOUSE = os.environ.get("RL_WAREHOUSE", f"{DATA_DIR}/warehouse.duckdb")
 
 
 class RateLimitedApi(dg.ConfigurableResource):
