@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -111,17 +112,20 @@ def test_queries_during_a_backfill_neither_fail_nor_fail_it(make_demo_api, workd
     """Readers take short read-only connections and wait (bounded) while a write holds the file;
     writers wait the same way for readers. Many queries during a backfill: every one answers, the backfill
     completes, the data is exact."""
-    make_demo_api(rate=20, burst=20)  # slow enough for several queries to run meanwhile
-    days = day_range("2024-01-01", "2024-01-31")
+    make_demo_api(rate=20, burst=20)
+    days = day_range("2024-01-01", "2024-03-31")  # ~15 s of requests: room for several queries meanwhile
     warehouse = Warehouse(workdir / "data" / "warehouse.duckdb")
     backfill = start_backfill("events_offset", days[0], days[-1], f"sqlite:///{tmp_path}/s.sqlite", warehouse)
+    output: list[str] = []
+    drain = threading.Thread(target=lambda: output.extend(backfill.communicate()))  # a full pipe would stall it
+    drain.start()
     answers: list[subprocess.CompletedProcess[str]] = []
-    while backfill.poll() is None:
+    while drain.is_alive():
         answer = cli("query", "SELECT count(*) FROM events_offset", "--warehouse", str(warehouse.path))
         if answers or answer.returncode == 0:  # from the moment the table exists
             answers.append(answer)
-    _, err = backfill.communicate()
-    assert backfill.returncode == 0, err[-2000:]
+    drain.join()
+    assert backfill.returncode == 0, output[-1][-2000:]
     assert len(answers) >= 3
     assert all(a.returncode == 0 for a in answers), [a.stderr for a in answers if a.returncode]
     count, rows = table_rows(warehouse, "events_offset")
