@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,16 +20,9 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import requests
+from demo_server import demo_api
 from rich.console import Console
 from rich.table import Table
-
-TOKEN = "bench-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(days: int, workers: int, url: str, tmp: Path) -> dict:
@@ -74,39 +65,20 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
     args = parser.parse_args()
-    port = free_port()
-    env = {**os.environ, "RL_DEMO_API_TOKEN": TOKEN}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "rl_pipeline.cli", "demo-api", "--port", str(port), "--rate", str(args.rate),
-         "--burst", str(int(args.rate)), "--daily-quota", "10000000"],
-        env=env, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    os.environ.update(RL_DEMO_API_TOKEN=TOKEN, RL_DEMO_API_URL=url)
     table = Table(
         "days", "workers", "requests", "ideal s", "wall s", "wall / ideal", "429s", "dataset exact",
         title=f"Backfill of events_offset at {args.rate:g} req/s (demo API in its own process), {os.cpu_count()} cores",
     )  # fmt: skip
-    try:
-        for _ in range(100):
-            try:
-                requests.get(f"{url}/_admin/stats", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        with tempfile.TemporaryDirectory() as tmp:
-            run(1, 1, url, Path(tmp))  # warm-up, not reported: the first run in a process pays Dagster's imports
-            for days in args.days:
-                for workers in args.workers:
-                    r = run(days, workers, url, Path(tmp))
-                    ideal = r["served"] / args.rate
-                    table.add_row(
-                        str(days), str(workers), str(r["served"]), f"{ideal:.1f}", f"{r['wall']:.1f}",
-                        f"{r['wall'] / ideal:.3f}", str(r["429"]), "yes" if r["exact"] else "NO",
-                    )  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait()
+    with demo_api(args.rate, int(args.rate)) as url, tempfile.TemporaryDirectory() as tmp:
+        run(1, 1, url, Path(tmp))  # warm-up, not reported: the first run in a process pays Dagster's imports
+        for days in args.days:
+            for workers in args.workers:
+                r = run(days, workers, url, Path(tmp))
+                ideal = r["served"] / args.rate
+                table.add_row(
+                    str(days), str(workers), str(r["served"]), f"{ideal:.1f}", f"{r['wall']:.1f}",
+                    f"{r['wall'] / ideal:.3f}", str(r["429"]), "yes" if r["exact"] else "NO",
+                )  # fmt: skip
     Console(width=160).print(table)
     print("goal: wall / ideal <= 1.15 for 365 days, 0 429s, the dataset exact")
 

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rl_pipeline.demo_api.data import day_records
-from rl_pipeline.warehouse import Warehouse, _to_arrow, _unique_rows
+from rl_pipeline.warehouse import Warehouse, to_arrow
 
 
 def records(n: int) -> list[dict]:
@@ -43,7 +43,7 @@ def plain_insert(path: Path, parts: list[list[dict]]) -> float:
     started = time.perf_counter()
     conn = duckdb.connect(str(path))
     for part in parts:
-        batch, _ = _to_arrow(_unique_rows(part, "id", "bench"))
+        batch = to_arrow(part, "id", "bench")
         conn.register("batch", batch)
         if part is parts[0]:
             conn.execute("CREATE TABLE plain AS SELECT * FROM batch LIMIT 0")

@@ -2,6 +2,12 @@
 
 Every write is one short transaction on a connection that is opened for it
 and closed after, so a reader or a crashed writer never holds the file long.
+
+An upsert deletes the batch's ids and inserts the batch, in one transaction.
+Tables carry no PRIMARY KEY: DuckDB keeps a key's ART index in memory (every
+write would load all ids of the table: ~50 MB at 500k string ids, growing
+with the table), and one writer at a time plus a batch deduplicated first
+already keep one row per id, which the `unique_ids` check verifies.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 PARTITION_COLUMN = "_partition"
 FETCHED_AT_COLUMN = "_fetched_at"
@@ -37,6 +44,8 @@ def _process_lock(path: Path) -> threading.Lock:
         return _LOCKS.setdefault(path.resolve(), threading.Lock())
 
 
+DEFAULT_MEMORY_LIMIT = "32MB"  # a writer's DuckDB memory; see docs/benchmarks.md (one huge day)
+DEFAULT_THREADS = 1  # each DuckDB thread keeps buffers of its own
 _NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE"}
 
 
@@ -67,39 +76,31 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _unique_rows(records: Sequence[dict[str, Any]], id_field: str, where: str) -> list[dict[str, Any]]:
-    """One record per id, the last one winning (ON CONFLICT would keep an arbitrary one)."""
-    rows: dict[Any, dict[str, Any]] = {}
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise WarehouseError(f"{where}: record {index} is a {type(record).__name__}, not an object")
-        key = record.get(id_field)
-        if key is None:
-            raise WarehouseError(f"{where}: record {index} has no {id_field!r}")
-        rows[key] = record
-    return list(rows.values())
+JSON_TEXT = {b"rl_pipeline": b"json"}  # field metadata: nested values that went as JSON text
 
 
-def _to_arrow(rows: list[dict[str, Any]]) -> tuple[pa.Table, set[str]]:
-    """The rows as Arrow, nested values as structs and lists (DuckDB turns them into JSON),
-    and the nested fields that had to go as JSON text instead.
+def to_arrow(records: Sequence[Any], id_field: str, where: str) -> pa.Table:
+    """`records` as one Arrow table: nested values as structs and lists (DuckDB turns them into JSON).
 
-    When Arrow cannot infer one type for a field across the batch (a nested
-    shape that varies, a field that changes type), that field goes as text:
-    nested values as JSON, scalars as their string form. Nothing is dropped.
+    Every record must be an object with a non-null `id_field`; the error names
+    `where` and the record. When Arrow cannot infer one type for a field
+    across the records (a nested shape that varies, a field that changes
+    type), that field goes as text: nested values as JSON (the field is marked
+    with `JSON_TEXT`), scalars as their string form. Nothing is dropped.
     """
+    for index, record in enumerate(records):
+        if not isinstance(record, dict) or record.get(id_field) is None:
+            raise WarehouseError(f"{where}: record {index} has no {id_field!r}: {str(record)[:200]}")
     try:
-        return pa.Table.from_pylist(rows), set()
+        return pa.Table.from_pylist(records)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         pass
     kinds: dict[str, set[type]] = {}
-    for row in rows:
-        for name, value in row.items():
+    for record in records:
+        for name, value in record.items():
             if value is not None:
                 kinds.setdefault(name, set()).add(bool if isinstance(value, bool) else type(value))
-    mixed = {
-        name for name, seen in kinds.items() if len(seen - {int, float}) > 1 or (seen & {dict, list} and len(seen) > 1)
-    }
+    mixed = {name for name, seen in kinds.items() if len(seen) > 1 and not seen <= {int, float}}
     nested = {name for name, seen in kinds.items() if seen & {dict, list}}
 
     def as_text(name: str, value: Any) -> Any:
@@ -107,7 +108,20 @@ def _to_arrow(rows: list[dict[str, Any]]) -> tuple[pa.Table, set[str]]:
             return value
         return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
 
-    return pa.Table.from_pylist([{name: as_text(name, value) for name, value in row.items()} for row in rows]), nested
+    table = pa.Table.from_pylist([{name: as_text(name, value) for name, value in r.items()} for r in records])
+    return pa.table(
+        table.columns,
+        schema=pa.schema(f.with_metadata(JSON_TEXT) if f.name in nested else f for f in table.schema),
+    )
+
+
+def latest_per_id(batch: pa.Table, id_field: str) -> pa.Table:
+    """One row per id, the last one winning (ON CONFLICT would keep an arbitrary one)."""
+    ids = batch.column(id_field)
+    if pc.count_distinct(ids).as_py() == batch.num_rows:
+        return batch
+    order = pa.table({"id": ids, "row": pa.array(range(batch.num_rows), pa.int64())})
+    return batch.take(order.group_by("id", use_threads=False).aggregate([("row", "max")]).column("row_max"))
 
 
 def _sql_literal(value: str) -> str:
@@ -121,9 +135,18 @@ class Warehouse:
     latest written; a replayed batch changes nothing but `_fetched_at`.
     """
 
-    def __init__(self, path: str | Path, *, lock_patience: float = 120.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        lock_patience: float = 120.0,
+        memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        threads: int = DEFAULT_THREADS,
+    ) -> None:
         self.path = Path(path)
         self.lock_patience = lock_patience
+        # A writer's own DuckDB budget: every run process writes, so each must stay small; beyond it DuckDB spills.
+        self._write_config = {"memory_limit": memory_limit, "threads": str(threads)}
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -143,7 +166,8 @@ class Warehouse:
         delay = 0.05
         while True:
             try:
-                conn = duckdb.connect(str(self.path), read_only=read_only)
+                config = {} if read_only else self._write_config
+                conn = duckdb.connect(str(self.path), read_only=read_only, config=config)
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
@@ -162,7 +186,7 @@ class Warehouse:
     def upsert(
         self,
         table: str,
-        records: Sequence[dict[str, Any]],
+        batch: pa.Table | Sequence[dict[str, Any]],
         *,
         id_field: str = "id",
         partition: str,
@@ -170,7 +194,8 @@ class Warehouse:
         where: str = "",
         finished: PartitionReport | None = None,
     ) -> int:
-        """Insert or replace `records` by `id_field`; returns the rows written.
+        """Insert or replace the rows of `batch` (Arrow, or records as `to_arrow` takes them) by `id_field`;
+        returns the rows written (one per id, the last one winning).
 
         New fields become new columns (older rows keep NULL). A field whose
         type changes is widened (integers to DOUBLE, anything else to VARCHAR)
@@ -179,14 +204,17 @@ class Warehouse:
         the row-count check.
         """
         where = where or f"table {table}, partition {partition}"
-        rows = _unique_rows(records, id_field, where)
-        if not rows and finished is None:
+        if not isinstance(batch, pa.Table):
+            batch = to_arrow(batch, id_field, where)
+        if batch.num_rows:
+            batch = latest_per_id(batch, id_field)
+        elif finished is None:
             return 0
         with self.connect() as conn:
             conn.execute("BEGIN")
             try:
-                if rows:
-                    self._upsert_rows(conn, table, rows, id_field, partition, fetched_at)
+                if batch.num_rows:
+                    self._upsert_rows(conn, table, batch, id_field, partition, fetched_at)
                 if finished is not None:
                     conn.execute(_PARTITIONS_DDL)
                     conn.execute(
@@ -197,19 +225,19 @@ class Warehouse:
             except duckdb.Error as exc:
                 conn.execute("ROLLBACK")
                 raise WarehouseError(f"{where}: {exc}") from exc
-        return len(rows)
+        return batch.num_rows
 
     def _upsert_rows(
         self,
         conn: duckdb.DuckDBPyConnection,
         table: str,
-        rows: list[dict[str, Any]],
+        batch: pa.Table,
         id_field: str,
         partition: str,
         fetched_at: datetime,
     ) -> None:
-        batch, nested_as_text = _to_arrow(rows)
         conn.register("batch", batch)
+        nested_as_text = {field.name for field in batch.schema if field.metadata == JSON_TEXT}
         incoming: dict[str, tuple[str, str]] = {}  # name -> (type, expression over the batch)
         for name, kind, *_ in conn.execute("DESCRIBE SELECT * FROM batch").fetchall():
             structured = kind.startswith(("STRUCT", "MAP")) or kind.endswith("[]")
@@ -222,10 +250,11 @@ class Warehouse:
         )
         existing = self._columns(conn, table)
         if not existing:
-            self._create(conn, table, id_field, incoming)
+            self._create(conn, table, incoming)
             existing = self._columns(conn, table)
         selected = self._evolve(conn, table, existing, incoming)
-        conn.execute(f"INSERT OR REPLACE INTO {quote(table)} BY NAME SELECT {', '.join(selected)} FROM batch")
+        conn.execute(f"DELETE FROM {quote(table)} WHERE {quote(id_field)} IN (SELECT {quote(id_field)} FROM batch)")
+        conn.execute(f"INSERT INTO {quote(table)} BY NAME SELECT {', '.join(selected)} FROM batch")
 
     @staticmethod
     def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
@@ -238,11 +267,9 @@ class Warehouse:
         )
 
     @staticmethod
-    def _create(
-        conn: duckdb.DuckDBPyConnection, table: str, id_field: str, incoming: dict[str, tuple[str, str]]
-    ) -> None:
+    def _create(conn: duckdb.DuckDBPyConnection, table: str, incoming: dict[str, tuple[str, str]]) -> None:
         columns = [f"{quote(name)} {kind}" for name, (kind, _) in incoming.items() if kind != '"NULL"']
-        conn.execute(f"CREATE TABLE {quote(table)} ({', '.join(columns)}, PRIMARY KEY ({quote(id_field)}))")
+        conn.execute(f"CREATE TABLE {quote(table)} ({', '.join(columns)})")
 
     @staticmethod
     def _evolve(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -31,27 +32,40 @@ def main() -> int:
     )
     args = parser.parse_args()
     instance = dg.DagsterInstance.get() if args.missing_only else None  # the one at $DAGSTER_HOME
-    first = args.first
+    days = day_range(args.first, args.last)
     if instance is not None:
         done = instance.get_materialized_partitions(dg.AssetKey(args.asset))
-        first = next((day for day in day_range(args.first, args.last) if day not in done), None)
-        if first is None:
-            return 0
-    result = backfill(
-        [args.asset],
-        first,
-        args.last,
-        Warehouse(args.warehouse),
-        args.store,
-        instance=instance,
-        batch_rows=args.batch_rows,
-        **json.loads(args.api_config),
-    )
-    for event in result.asset_materializations_for_node(args.asset):
-        print(json.dumps({"partition": event.partition, **{k: v.value for k, v in event.metadata.items()}}))
-    if not result.success:
-        print(result.failure_data_for_node(args.asset).error, file=sys.stderr)
-    return 0 if result.success else 1
+        days = [day for day in days if day not in done]
+    ok = True
+    for first, last in contiguous(days):  # a relaunch runs each range of missing days, as Dagster's backfill does
+        result = backfill(
+            [args.asset],
+            first,
+            last,
+            Warehouse(args.warehouse),
+            args.store,
+            instance=instance,
+            batch_rows=args.batch_rows,
+            **json.loads(args.api_config),
+        )
+        for event in result.asset_materializations_for_node(args.asset):
+            print(json.dumps({"partition": event.partition, **{k: v.value for k, v in event.metadata.items()}}))
+        if not result.success:
+            print(result.failure_data_for_node(args.asset).error, file=sys.stderr)
+            ok = False
+            break
+    return 0 if ok else 1
+
+
+def contiguous(days: list[str]) -> list[tuple[str, str]]:
+    """(first, last) of each run of consecutive days."""
+    ranges: list[tuple[str, str]] = []
+    for day in days:
+        if ranges and date.fromisoformat(day) - date.fromisoformat(ranges[-1][1]) == timedelta(days=1):
+            ranges[-1] = (ranges[-1][0], day)
+        else:
+            ranges.append((day, day))
+    return ranges
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from rl_pipeline.locations import DEFAULT_STATE_STORE, DEFAULT_WAREHOUSE
 from rl_pipeline.retry import Jitter, RetryPolicy
 from rl_pipeline.sources import load_sources
 from rl_pipeline.state import StateStore, open_store
-from rl_pipeline.warehouse import Warehouse
+from rl_pipeline.warehouse import DEFAULT_MEMORY_LIMIT, DEFAULT_THREADS, Warehouse
 
 
 class RateLimitedApi(dg.ConfigurableResource):
@@ -73,6 +73,12 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         ge=1,
         description="Rows buffered before a write; a checkpoint follows each write. Bounds memory per day.",
     )
+    memory_limit: str = Field(
+        default=DEFAULT_MEMORY_LIMIT, description="DuckDB memory_limit of a writer's connection (it spills beyond)."
+    )
+    threads: int = Field(default=DEFAULT_THREADS, ge=1, description="DuckDB threads of a writer's connection.")
 
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.path, lock_patience=self.lock_patience)
+        return Warehouse(
+            self.path, lock_patience=self.lock_patience, memory_limit=self.memory_limit, threads=self.threads
+        )

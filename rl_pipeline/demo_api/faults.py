@@ -25,7 +25,7 @@ class Faults:
     html_rate: float = 0.0  # share answered 200 with an HTML error page
     outage_until: float = 0.0  # epoch seconds: until then every request gets 503
     drift_from: date | None = None  # from this day on, records carry a new field `channel`
-    type_change_from: date | None = None  # from this day on, `quantity` is a string ("12 units")
+    type_change_from: date | None = None  # from the middle of this day on, `quantity` is a string ("12 units")
     missing_id_on: date | None = None  # on this day one record has no `id`
     repeat: int = 0  # cursor and Link pages re-serve the previous page's last `repeat` records
     cursor_loop_after: int = 0  # cursor endpoint: after this many pages the cursor leads back to page 1
@@ -47,7 +47,8 @@ class Faults:
         if self.drift_from and day >= self.drift_from:
             records = [{**r, "channel": ("web", "app", "pos")[int(r["id"][-5:]) % 3]} for r in records]
         if self.type_change_from and day >= self.type_change_from:
-            records = [{**r, "quantity": f"{r['quantity']} units"} for r in records]
+            first = len(records) // 2 if day == self.type_change_from else 0
+            records = [{**r, "quantity": f"{r['quantity']} units"} if i >= first else r for i, r in enumerate(records)]
         if self.missing_id_on == day and records:
             middle = len(records) // 2
             records = [
