@@ -28,6 +28,8 @@ bench: install
 	$(BIN)/python benchmarks/limiter_bench.py
 	$(BIN)/python benchmarks/writer_bench.py
 	$(BIN)/python benchmarks/backfill_bench.py
+	$(BIN)/python benchmarks/memory_bench.py
+	$(BIN)/python benchmarks/peers_bench.py
 
 clean:
 	rm -rf $(VENV) data/*.duckdb* data/*.sqlite* dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules

@@ -15,48 +15,22 @@ import argparse
 import os
 import sys
 import tempfile
-import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import requests
-from demo_server import demo_api
+from harness import days_from, demo_api, rl_pipeline_backfill, server_counts, table_outcome
 from rich.console import Console
 from rich.table import Table
 
 
 def run(days: int, workers: int, url: str, tmp: Path) -> dict:
-    import dagster as dg
-
-    from rl_pipeline.defs.assets import MAX_PARTITIONS_PER_RUN
-    from rl_pipeline.demo_api import day_records
-    from rl_pipeline.warehouse import Warehouse
-    from rl_pipeline_tests.conftest import backfill
-
     requests.post(f"{url}/_admin/reset", timeout=5)
-    first = date(2024, 1, 1)
-    keys = [(first + timedelta(days=i)).isoformat() for i in range(days)]
-    warehouse = Warehouse(tmp / f"w{days}-{workers}.duckdb")
-    store = f"sqlite:///{tmp}/s{days}-{workers}.sqlite"
-    started = time.perf_counter()
-    with dg.DagsterInstance.ephemeral() as instance:
-        for i in range(0, days, MAX_PARTITIONS_PER_RUN):
-            chunk = keys[i : i + MAX_PARTITIONS_PER_RUN]
-            result = backfill(["events_offset"], chunk[0], chunk[-1], warehouse, store, instance, workers=workers)
-            assert result.success
-    wall = time.perf_counter() - started
-    stats = requests.get(f"{url}/_admin/stats", timeout=30).json()
-    expected = {r["id"] for key in keys for r in day_records(42, date.fromisoformat(key))}
-    with warehouse.connect(read_only=True) as conn:
-        got = {row[0] for row in conn.execute("SELECT id FROM events_offset").fetchall()}
-        count = conn.execute("SELECT count(*) FROM events_offset").fetchone()[0]
-    served = len(stats["requests"])
-    return {
-        "served": served,
-        "wall": wall,
-        "429": stats["by_status"].get("429", 0),
-        "exact": got == expected and count == len(expected),
-    }
+    keys = days_from(date(2024, 1, 1), days)
+    database = tmp / f"w{days}-{workers}.duckdb"
+    wall = rl_pipeline_backfill(keys, database, f"sqlite:///{tmp}/s{days}-{workers}.sqlite", workers)
+    outcome = table_outcome(database, "events_offset", keys)
+    return {**server_counts(url), "wall": wall, "exact": outcome["exact"] and not outcome["duplicates"]}
 
 
 def main() -> None:
@@ -74,9 +48,9 @@ def main() -> None:
         for days in args.days:
             for workers in args.workers:
                 r = run(days, workers, url, Path(tmp))
-                ideal = r["served"] / args.rate
+                ideal = r["requests"] / args.rate
                 table.add_row(
-                    str(days), str(workers), str(r["served"]), f"{ideal:.1f}", f"{r['wall']:.1f}",
+                    str(days), str(workers), str(r["requests"]), f"{ideal:.1f}", f"{r['wall']:.1f}",
                     f"{r['wall'] / ideal:.3f}", str(r["429"]), "yes" if r["exact"] else "NO",
                 )  # fmt: skip
     Console(width=160).print(table)

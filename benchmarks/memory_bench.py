@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 
 import requests
-from demo_server import TOKEN, demo_api
+from harness import TOKEN, demo_api
 
 from rl_pipeline.ingest import DEFAULT_BATCH_ROWS
 from rl_pipeline.warehouse import DEFAULT_MEMORY_LIMIT, DEFAULT_THREADS

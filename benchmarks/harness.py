@@ -1,0 +1,95 @@
+"""What the benchmarks share: the demo API in a process of its own, and what a run left behind."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import requests
+
+TOKEN = "bench-token"
+
+
+@contextmanager
+def demo_api(rate: float, burst: int, daily_quota: int = 10_000_000) -> Iterator[str]:
+    """Start the demo API on a free port with this limit; yields its URL once it answers.
+
+    RL_DEMO_API_URL and RL_DEMO_API_TOKEN are set in this process (and so in its children) meanwhile.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    saved = {name: os.environ.get(name) for name in ("RL_DEMO_API_URL", "RL_DEMO_API_TOKEN")}
+    os.environ.update(RL_DEMO_API_URL=url, RL_DEMO_API_TOKEN=TOKEN)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rl_pipeline.cli", "demo-api", "--port", str(port), "--rate", str(rate),
+         "--burst", str(burst), "--daily-quota", str(daily_quota)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(200):
+            try:
+                requests.get(f"{url}/_admin/stats", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        server.terminate()
+        server.wait()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def server_counts(url: str) -> dict[str, int]:
+    """Requests the demo API has seen since its last reset, how many it answered 200, and how many 429."""
+    stats = requests.get(f"{url}/_admin/stats", timeout=30).json()
+    by_status = stats["by_status"]
+    return {"requests": len(stats["requests"]), "200": by_status.get("200", 0), "429": by_status.get("429", 0)}
+
+
+def table_outcome(database: Path, table: str, days: list[str]) -> dict[str, Any]:
+    """Rows of `table`, rows beyond one per id, and whether its ids are exactly the demo API's for `days`."""
+    from rl_pipeline.demo_api import day_records
+
+    expected = {r["id"] for day in days for r in day_records(42, date.fromisoformat(day))}
+    with duckdb.connect(str(database), read_only=True) as conn:
+        ids = [id_ for (id_,) in conn.execute(f"SELECT id FROM {table}").fetchall()]
+    return {"rows": len(ids), "duplicates": len(ids) - len(set(ids)), "exact": set(ids) == expected}
+
+
+def days_from(first: date, count: int) -> list[str]:
+    return [(first + timedelta(days=i)).isoformat() for i in range(count)]
+
+
+def rl_pipeline_backfill(days: list[str], database: Path, store: str, workers: int = 4) -> float:
+    """Materialize `events_offset` for `days` through Dagster, in ranged runs as the backfill policy cuts them;
+    returns the wall seconds."""
+    import dagster as dg
+
+    from rl_pipeline.defs.assets import MAX_PARTITIONS_PER_RUN
+    from rl_pipeline.warehouse import Warehouse
+    from rl_pipeline_tests.conftest import backfill
+
+    started = time.perf_counter()
+    with dg.DagsterInstance.ephemeral() as instance:
+        for i in range(0, len(days), MAX_PARTITIONS_PER_RUN):
+            chunk = days[i : i + MAX_PARTITIONS_PER_RUN]
+            result = backfill(
+                ["events_offset"], chunk[0], chunk[-1], Warehouse(database), store, instance, workers=workers
+            )
+            assert result.success, result.failure_data_for_node("events_offset")
+    return time.perf_counter() - started
