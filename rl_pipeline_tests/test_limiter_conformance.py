@@ -188,3 +188,19 @@ def test_update_is_atomic_read_modify_write(store, namespace) -> None:
     assert store.get(key) == "2"
     store.delete(key)
     assert store.update(key, lambda v: "fresh" if v is None else "stale") == "fresh"
+
+
+def test_hosts_whose_clocks_disagree_share_one_redis_budget(redis_url, namespace) -> None:
+    """Two hosts, the second's clock 2 s ahead of the first's, each opening its store on its own clock."""
+    from rl_pipeline.state.redis import RedisStore
+
+    def grants(store_a: StateStore, store_b: StateStore, clock_a: FakeClock, clock_b: FakeClock, ns: str) -> int:
+        a = RateLimiter(store_a, {"second": Limit(rate=10, burst=10)}, namespace=ns, clock=clock_a)
+        b = RateLimiter(store_b, {"second": Limit(rate=10, burst=10)}, namespace=ns, clock=clock_b)
+        return sum(a.try_acquire() + b.try_acquire() for _ in range(10))  # no time passes: one burst in all
+
+    clock_a, clock_b = FakeClock(1_700_000_000.0), FakeClock(1_700_000_002.0)
+    assert grants(RedisStore(redis_url, clock_a), RedisStore(redis_url, clock_b), clock_a, clock_b, namespace) == 10
+    # The control: stores that take the hosts' times as they are let the host ahead refill on every turn.
+    unaware = RedisStore(redis_url, FakeClock(1_700_000_000.0)), RedisStore(redis_url, FakeClock(1_700_000_000.0))
+    assert grants(*unaware, clock_a, clock_b, namespace + "-control") > 10

@@ -7,6 +7,7 @@ from importlib.resources import files
 
 import redis
 
+from rl_pipeline.clock import Clock, SystemClock
 from rl_pipeline.limits.algorithms import Limit
 from rl_pipeline.state.base import StateStore, redact_url
 
@@ -26,25 +27,44 @@ def _key(namespace: str, name: str) -> str:
 
 class RedisStore(StateStore):
     """Atomic because Redis runs one script at a time; limiter keys expire
-    once they no longer matter, plain values never do."""
+    once they no longer matter, plain values never do.
 
-    def __init__(self, url: str) -> None:
+    Hosts' clocks disagree; a shared budget must not. Every time a rate
+    decision or a pause is given is moved onto the Redis server's clock, by
+    the offset between `clock` and the server measured when the store opens
+    (to within half a round trip), so a host whose clock runs ahead is not
+    granted early. Values kept by `update` (breaker, quota) carry the
+    caller's own times.
+    """
+
+    def __init__(self, url: str, clock: Clock | None = None) -> None:
         self.url = redact_url(url)
         self._redis = redis.Redis.from_url(url, decode_responses=True)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._pause = self._redis.register_script(_PAUSE)
+        self.offset = self._server_offset(clock or SystemClock())
+
+    def _server_offset(self, clock: Clock) -> float:
+        """Server time minus `clock`'s time, from the fastest of a few round trips."""
+        samples = []
+        for _ in range(5):
+            sent = clock.now()
+            seconds, microseconds = self._redis.time()
+            received = clock.now()
+            samples.append((received - sent, seconds + microseconds / 1e6 - (sent + received) / 2))
+        return min(samples)[1]
 
     def acquire(
         self, namespace: str, limits: Sequence[tuple[str, Limit]], cost: float, now: float, *, dry_run: bool = False
     ) -> float:
-        args: list[float | str] = [repr(now), repr(float(cost)), "1" if dry_run else "0"]
+        args: list[float | str] = [repr(now + self.offset), repr(float(cost)), "1" if dry_run else "0"]
         for _, limit in limits:
             args += [*limit.as_args(), limit.ttl]
         keys = [_key(namespace, f"limit:{name}") for name, _ in limits] + [_key(namespace, "pause")]
         return float(self._acquire(keys=keys, args=args))
 
     def pause(self, namespace: str, until: float) -> None:
-        self._pause(keys=[_key(namespace, "pause")], args=[repr(until)])
+        self._pause(keys=[_key(namespace, "pause")], args=[repr(until + self.offset)])
 
     def update(self, key: str, fn: Callable[[str | None], str | None]) -> str | None:
         # Optimistic: WATCH the key, compute, MULTI/EXEC; redis-py retries if another client wrote it meanwhile.
