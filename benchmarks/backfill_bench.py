@@ -1,20 +1,27 @@
 """A backfill at the API's limit: wall time against the ideal, same run, several settings.
 
-    .venv/bin/python benchmarks/backfill_bench.py [--days 31 365] [--rate 20] [--workers 1 4]
+    .venv/bin/python benchmarks/backfill_bench.py [--days 31 365] [--rate 20] [--workers 1 4] [--runs 1 2 4]
 
 The demo API runs in its own process with a limit of RATE req/s (burst RATE).
 Each variant materializes `events_offset` for DAYS days through Dagster, in
 ranged runs of 30 days as `BackfillPolicy.multi_run(30)` makes them, into a
 fresh DuckDB file. Ideal = requests / RATE. Printed: wall / ideal, 429s
 (server side), and whether the table equals the demo API's dataset.
+
+First in one process, one run after another (WORKERS day-workers a run):
+the cost of fetching and writing. Then as deployed: `rl-pipeline backfill`
+on a fresh instance, every run a process of its own as Dagster's run
+launcher makes it, RUNS of them at once: the cost of runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
+import time
 from datetime import date
 from pathlib import Path
 
@@ -33,27 +40,50 @@ def run(days: int, workers: int, url: str, tmp: Path) -> dict:
     return {**server_counts(url), "wall": wall, "exact": outcome["exact"] and not outcome["duplicates"]}
 
 
+def cli_run(days: int, runs: int, url: str, tmp: Path) -> dict:
+    requests.post(f"{url}/_admin/reset", timeout=5)
+    keys = days_from(date(2024, 1, 1), days)
+    home, data = tmp / f"home-{days}-{runs}", tmp / f"data-{days}-{runs}"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "RL_DATA_DIR": str(data)}
+    env.pop("RL_WAREHOUSE", None), env.pop("RL_STATE_STORE", None)
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "rl_pipeline.cli", "backfill", "--asset", "events_offset", "--from", keys[0],
+         "--to", keys[-1], "--runs", str(runs)],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - started
+    outcome = table_outcome(data / "warehouse.duckdb", "events_offset", keys)
+    return {**server_counts(url), "wall": wall, "exact": outcome["exact"] and not outcome["duplicates"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, nargs="+", default=[31, 365])
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--runs", type=int, nargs="+", default=[1, 2, 4], help="rl-pipeline backfill --runs")
     args = parser.parse_args()
-    table = Table(
-        "days", "workers", "requests", "ideal s", "wall s", "wall / ideal", "429s", "dataset exact",
-        title=f"Backfill of events_offset at {args.rate:g} req/s (demo API in its own process), {os.cpu_count()} cores",
-    )  # fmt: skip
+    title = f"Backfill of events_offset at {args.rate:g} req/s (demo API in its own process), {os.cpu_count()} cores"
+    columns = ["requests", "ideal s", "wall s", "wall / ideal", "429s", "dataset exact"]
+    table = Table("days", "workers a run", *columns, title=f"{title}: runs one after another in one process")
+    cli = Table("days", "runs at once", *columns, title=f"{title}: rl-pipeline backfill, a process a run")
+
+    def row(r: dict) -> list[str]:
+        ideal = r["requests"] / args.rate
+        return [str(r["requests"]), f"{ideal:.1f}", f"{r['wall']:.1f}", f"{r['wall'] / ideal:.3f}", str(r["429"]),
+                "yes" if r["exact"] else "NO"]  # fmt: skip
+
     with demo_api(args.rate, int(args.rate)) as url, tempfile.TemporaryDirectory() as tmp:
         run(1, 1, url, Path(tmp))  # warm-up, not reported: the first run in a process pays Dagster's imports
         for days in args.days:
             for workers in args.workers:
-                r = run(days, workers, url, Path(tmp))
-                ideal = r["requests"] / args.rate
-                table.add_row(
-                    str(days), str(workers), str(r["requests"]), f"{ideal:.1f}", f"{r['wall']:.1f}",
-                    f"{r['wall'] / ideal:.3f}", str(r["429"]), "yes" if r["exact"] else "NO",
-                )  # fmt: skip
+                table.add_row(str(days), str(workers), *row(run(days, workers, url, Path(tmp))))
+        for runs in args.runs:
+            cli.add_row(str(max(args.days)), str(runs), *row(cli_run(max(args.days), runs, url, Path(tmp))))
     Console(width=160).print(table)
+    Console(width=160).print(cli)
     print("goal: wall / ideal <= 1.15 for 365 days, 0 429s, the dataset exact")
 
 

@@ -145,7 +145,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             bar.update(task, total=wanted, completed=progress.done, detail=detail)
 
         _interrupt_on_signals()
-        done, wanted, error = operations.backfill(args.asset, first, last, spec, show)
+        runs = args.runs or operations.RUNS_AT_ONCE
+        done, wanted, error = operations.backfill(args.asset, first, last, spec, show, runs_at_once=runs)
     _summary(console, args.asset, done, wanted, error)
     if error == "interrupted":
         return 130
@@ -241,6 +242,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message}\n")
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rl-pipeline", description=__doc__)
     commands = parser.add_subparsers(
@@ -253,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--asset", required=True, help="asset name, e.g. events_offset")
     backfill.add_argument("--from", dest="first", required=True, metavar="YYYY-MM-DD")
     backfill.add_argument("--to", dest="last", required=True, metavar="YYYY-MM-DD")
+    backfill.add_argument("--runs", type=_positive_int, metavar="N", help="ranged runs at once (default 4)")
     backfill.set_defaults(func=cmd_backfill)
 
     chunk = commands.add_parser("_run-chunk")  # one ranged run, in the child process `backfill` starts

@@ -8,11 +8,14 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import requests
 
+from rl_pipeline.defs.sensors import RANGE_START
 from rl_pipeline.warehouse import Warehouse
 from rl_pipeline_tests.conftest import day_range, expected_rows, start_backfill, table_rows
 
@@ -130,3 +133,29 @@ def test_queries_during_a_backfill_neither_fail_nor_fail_it(make_demo_api, workd
     assert all(a.returncode == 0 for a in answers), [a.stderr for a in answers if a.returncode]
     count, rows = table_rows(warehouse, "events_offset")
     assert count == len(expected_rows(days)) and rows == expected_rows(days)
+
+
+def test_backfill_runs_ranges_at_once_and_a_failed_one_stops_it_until_rerun(make_demo_api, workdir: Path) -> None:
+    from rl_pipeline.demo_api.faults import Faults
+
+    server = make_demo_api(rate=20, burst=20, faults=Faults(missing_id_on=date(2024, 2, 10)))
+    days = day_range("2024-01-01", "2024-03-05")  # runs of 30, 30 and 5 days
+    failed = cli("backfill", "--asset", "events_offset", "--from", days[0], "--to", days[-1], "--runs", "2")
+    assert failed.returncode == 1
+    assert "partition 2024-02-10" in failed.stderr and "has no 'id'" in failed.stderr
+    instance = dg.DagsterInstance.get()
+    done = instance.get_materialized_partitions(dg.AssetKey("events_offset"))
+    assert set(days[:30]) <= done and "2024-02-10" not in done
+    first, second = sorted(instance.get_runs(), key=lambda run: run.tags[RANGE_START])[:2]
+    assert first.tags[RANGE_START] == days[0] and second.tags[RANGE_START] == days[30]
+    started = {run.run_id: instance.get_run_record_by_id(run.run_id) for run in (first, second)}
+    a, b = (started[run.run_id] for run in (first, second))
+    assert a.start_time < b.end_time and b.start_time < a.end_time  # the two ranges ran at once
+
+    requests.post(f"{server.url}/_admin/faults", json={"missing_id_on": None}, timeout=5).raise_for_status()
+    rerun = cli("backfill", "--asset", "events_offset", "--from", days[0], "--to", days[-1], "--runs", "2")
+    assert rerun.returncode == 0, rerun.stderr
+    count, rows = table_rows(Warehouse(workdir / "data" / "warehouse.duckdb"), "events_offset")
+    expected = expected_rows(days)
+    assert count == len(expected) and rows == expected
+    assert server.api.stats()["by_status"].get("429", 0) == 0
