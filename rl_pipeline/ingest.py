@@ -73,6 +73,7 @@ def ingest_day(
     schema: pa.Schema | None = None
     served = array("q")  # hash of every id served, for the row-count check (8 bytes an id, not a set's ~90)
     api_total: int | None = None
+    held_where = ""  # names the last page held, for the error of a write cut short by a page that does not fit
 
     def write(resume_at: PageRequest | None, where: str, finished: PartitionReport | None = None) -> None:
         nonlocal pending, schema
@@ -101,9 +102,10 @@ def ingest_day(
             try:
                 schema = pa.unify_schemas([schema or rows.schema, rows.schema], promote_options="permissive")
             except (pa.ArrowInvalid, pa.ArrowTypeError):
-                write(page.request, where)
+                write(page.request, held_where)
                 schema = rows.schema
             pending.append(rows)
+        held_where = where
         if sum(t.num_rows for t in pending) >= batch_rows or page.next is None:
             # The last write of a day also notes what the API served for it (a resumed day saw only part).
             last = page.next is None and not result.resumed
