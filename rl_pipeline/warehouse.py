@@ -224,6 +224,12 @@ class Warehouse:
                 conn.execute("COMMIT")
             except duckdb.Error as exc:
                 conn.execute("ROLLBACK")
+                if isinstance(exc, duckdb.OutOfMemoryException):
+                    limit = self._write_config["memory_limit"]
+                    raise WarehouseError(
+                        f"{where}: DuckDB ran out of the writer's memory_limit ({limit}); raise the warehouse "
+                        f"resource's memory_limit or lower batch_rows. {str(exc).splitlines()[0]}"
+                    ) from exc
                 raise WarehouseError(f"{where}: {exc}") from exc
         return batch.num_rows
 

@@ -79,3 +79,11 @@ def test_the_writer_connection_keeps_to_its_memory_budget(tmp_path) -> None:
 @given(st.lists(st.one_of(st.integers(-(2**40), 2**40), st.text(max_size=8)), max_size=200))
 def test_distinct_counts_distinct_ids(ids: list) -> None:
     assert distinct(array("q", (hash(str(i)) for i in ids))) == len({str(i) for i in ids})
+
+
+def test_a_batch_beyond_the_writers_memory_limit_says_which_setting_to_raise(tmp_path) -> None:
+    warehouse = Warehouse(tmp_path / "w.duckdb", memory_limit="1MB")
+    batch = [{"id": i, "text": "x" * 200} for i in range(100_000)]
+    with pytest.raises(WarehouseError, match=r"page 7: DuckDB ran out of the writer's memory_limit \(1MB\)"):
+        warehouse.upsert("t", batch, partition="p", fetched_at=NOW, where="page 7")
+    assert warehouse.duplicate_ids("t", "id") == (0, 0)  # nothing of it written: not even the table
