@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from rl_pipeline.demo_api.data import day_records
-from rl_pipeline.warehouse import Warehouse, to_arrow
+from rl_pipeline.ingest import DEFAULT_BATCH_ROWS
+from rl_pipeline.warehouse import DEFAULT_MEMORY_LIMIT, DEFAULT_THREADS, Warehouse, to_arrow
 
 
 def records(n: int) -> list[dict]:
@@ -63,18 +64,21 @@ def upsert(warehouse: Warehouse, parts: list[list[dict]]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--batch", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH_ROWS)
+    parser.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT, help="of the upsert's DuckDB connection")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="of the upsert's DuckDB connection")
     args = parser.parse_args()
     table = Table(
         "rows", "batch", "plain insert rows/s", "upsert first load rows/s", "ratio", "re-upsert rows/s", "ratio",
-        title=f"DuckDB {duckdb.__version__}, pyarrow {pa.__version__}",
+        title=f"DuckDB {duckdb.__version__}, pyarrow {pa.__version__}; upsert memory_limit {args.memory_limit}, "
+        f"threads {args.threads}",
     )  # fmt: skip
     for n in args.rows:
         rows = records(n)
         parts = batches(rows, args.batch)
         with tempfile.TemporaryDirectory() as tmp:
             base = n / plain_insert(Path(tmp) / "plain.duckdb", parts)
-            warehouse = Warehouse(Path(tmp) / "w.duckdb")
+            warehouse = Warehouse(Path(tmp) / "w.duckdb", memory_limit=args.memory_limit, threads=args.threads)
             first = n / upsert(warehouse, parts)
             again = n / upsert(warehouse, parts)
             assert warehouse.count("events") == len({r["id"] for r in rows})
