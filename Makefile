@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python benchmarks/limiter_bench.py
 	$(BIN)/python benchmarks/writer_bench.py
 	$(BIN)/python benchmarks/backfill_bench.py
+	$(BIN)/python benchmarks/daemon_bench.py
 	$(BIN)/python benchmarks/memory_bench.py
 	$(BIN)/python benchmarks/peers_bench.py
 

@@ -1,0 +1,133 @@
+"""A backfill launched as a user launches it: `dagster dev`, its daemon and run queue, runs as processes.
+
+    .venv/bin/python benchmarks/daemon_bench.py [--days 365] [--rate 20] [--runs 1 4]
+
+For each value of RUNS, `dagster dev` starts on a fresh instance whose
+dagster.yaml is the shipped one with `run_queue.max_concurrent_runs: RUNS`.
+An asset backfill of `events_offset` for DAYS days is launched over GraphQL
+(the mutation the UI's "Launch backfill" sends); the backfill daemon cuts it
+into ranged runs of 30 days, the run queue starts RUNS at once, each a
+process. Wall time runs from the launch to the last day materialized;
+"first request after" is how long the daemon took to start the first run
+(the backfill daemon wakes every 30 s). Ideal = requests / RATE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import requests
+import yaml
+from harness import days_from, demo_api, server_counts, table_outcome
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def materialized(home: Path) -> int:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return len(instance.get_materialized_partitions(dg.AssetKey("events_offset")))
+
+
+def run(days: list[str], runs: int, url: str, tmp: Path) -> dict:
+    requests.post(f"{url}/_admin/reset", timeout=5)
+    home, data = tmp / f"home-{runs}", tmp / f"data-{runs}"
+    home.mkdir()
+    instance = yaml.safe_load((ROOT / "dagster_home" / "dagster.yaml").read_text())
+    instance["run_queue"]["max_concurrent_runs"] = runs
+    (home / "dagster.yaml").write_text(yaml.safe_dump(instance))
+    env = {**os.environ, "DAGSTER_HOME": str(home), "RL_DATA_DIR": str(data)}
+    port = free_port()
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "dev", "-m", "rl_pipeline.definitions", "--host", "127.0.0.1",
+         "--port", str(port)],
+        env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    ui = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                if requests.get(f"{ui}/server_info", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        time.sleep(5)  # the code location loads after the server answers
+        params = {"assetSelection": [{"path": ["events_offset"]}], "partitionNames": days, "fromFailure": False}
+        started, launched_at = time.perf_counter(), time.time()
+        answer = requests.post(f"{ui}/graphql", json={"query": LAUNCH, "variables": {"params": params}}, timeout=60)
+        launched = answer.json()["data"]["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        while materialized(home) < len(days):
+            time.sleep(1)
+        wall = time.perf_counter() - started
+    finally:
+        os.killpg(dev.pid, signal.SIGINT)
+        try:
+            dev.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(dev.pid, signal.SIGKILL)
+            dev.wait()
+    outcome = table_outcome(data / "warehouse.duckdb", "events_offset", days)
+    first_request = min(t for t, *_ in requests.get(f"{url}/_admin/stats", timeout=30).json()["requests"])
+    return {
+        **server_counts(url),
+        "wall": wall,
+        "waited": first_request - launched_at,
+        "exact": outcome["exact"] and not outcome["duplicates"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--runs", type=int, nargs="+", default=[1, 4], help="run_queue.max_concurrent_runs")
+    args = parser.parse_args()
+    days = days_from(date(2024, 1, 1), args.days)
+    table = Table(
+        "days", "runs at once", "requests", "ideal s", "wall s", "wall / ideal", "first request after s",
+        "wall from it / ideal", "429s", "dataset exact",
+        title=f"Backfill of events_offset under dagster dev at {args.rate:g} req/s, {os.cpu_count()} cores",
+    )  # fmt: skip
+    with demo_api(args.rate, int(args.rate)) as url, tempfile.TemporaryDirectory() as tmp:
+        for runs in args.runs:
+            r = run(days, runs, url, Path(tmp))
+            ideal = r["requests"] / args.rate
+            table.add_row(
+                str(args.days), str(runs), str(r["requests"]), f"{ideal:.1f}", f"{r['wall']:.1f}",
+                f"{r['wall'] / ideal:.3f}", f"{r['waited']:.1f}", f"{(r['wall'] - r['waited']) / ideal:.3f}",
+                str(r["429"]), "yes" if r["exact"] else "NO",
+            )  # fmt: skip
+    Console(width=160).print(table)
+
+
+if __name__ == "__main__":
+    main()
