@@ -79,12 +79,16 @@ def run(days: list[str], runs: int, url: str, tmp: Path) -> dict:
                     break
             except requests.ConnectionError:
                 time.sleep(0.5)
-        time.sleep(5)  # the code location loads after the server answers
         params = {"assetSelection": [{"path": ["events_offset"]}], "partitionNames": days, "fromFailure": False}
-        started, launched_at = time.perf_counter(), time.time()
-        answer = requests.post(f"{ui}/graphql", json={"query": LAUNCH, "variables": {"params": params}}, timeout=60)
-        launched = answer.json()["data"]["launchPartitionBackfill"]
-        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        deadline = time.monotonic() + 120
+        while True:  # the code location loads after the server answers: until then the asset is unknown
+            started, launched_at = time.perf_counter(), time.time()
+            body = requests.post(f"{ui}/graphql", json={"query": LAUNCH, "variables": {"params": params}}, timeout=60)
+            launched = (body.json().get("data") or {}).get("launchPartitionBackfill") or body.json()
+            if launched.get("__typename") == "LaunchBackfillSuccess":
+                break
+            assert time.monotonic() < deadline, launched
+            time.sleep(0.5)
         while materialized(home) < len(days):
             time.sleep(1)
         wall = time.perf_counter() - started
