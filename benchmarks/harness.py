@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from typing import Any
 import duckdb
 import requests
 
+from rl_pipeline_tests.conftest import free_port
+
 TOKEN = "bench-token"
 
 
@@ -25,9 +26,7 @@ def demo_api(rate: float, burst: int, daily_quota: int = 10_000_000) -> Iterator
 
     RL_DEMO_API_URL and RL_DEMO_API_TOKEN are set in this process (and so in its children) meanwhile.
     """
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     saved = {name: os.environ.get(name) for name in ("RL_DEMO_API_URL", "RL_DEMO_API_TOKEN")}
     os.environ.update(RL_DEMO_API_URL=url, RL_DEMO_API_TOKEN=TOKEN)
@@ -62,13 +61,17 @@ def server_counts(url: str) -> dict[str, int]:
 
 
 def table_outcome(database: Path, table: str, days: list[str]) -> dict[str, Any]:
-    """Rows of `table`, rows beyond one per id, and whether its ids are exactly the demo API's for `days`."""
+    """Rows of `table`, rows beyond one per id, and whether it is exact: one row for each of the demo API's ids."""
     from rl_pipeline.demo_api import day_records
 
     expected = {r["id"] for day in days for r in day_records(42, date.fromisoformat(day))}
     with duckdb.connect(str(database), read_only=True) as conn:
         ids = [id_ for (id_,) in conn.execute(f"SELECT id FROM {table}").fetchall()]
-    return {"rows": len(ids), "duplicates": len(ids) - len(set(ids)), "exact": set(ids) == expected}
+    return {
+        "rows": len(ids),
+        "duplicates": len(ids) - len(set(ids)),
+        "exact": len(ids) == len(expected) and set(ids) == expected,
+    }
 
 
 def days_from(first: date, count: int) -> list[str]:

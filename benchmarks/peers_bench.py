@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import date
+from importlib.metadata import version
 from pathlib import Path
 
 import duckdb
@@ -162,12 +162,5 @@ def main() -> None:
     Console(width=180).print(table)
 
 
-def version(package: str) -> str:
-    from importlib.metadata import version as installed
-
-    return installed(package)
-
-
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     main()

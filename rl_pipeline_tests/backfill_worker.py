@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date, timedelta
 
 import dagster as dg
 
+from rl_pipeline.defs.operations import chunks
 from rl_pipeline.warehouse import Warehouse
 from rl_pipeline_tests.conftest import backfill, day_range
 
@@ -32,12 +32,13 @@ def main() -> int:
     )
     args = parser.parse_args()
     instance = dg.DagsterInstance.get() if args.missing_only else None  # the one at $DAGSTER_HOME
-    days = day_range(args.first, args.last)
+    days = every_day = day_range(args.first, args.last)
     if instance is not None:
         done = instance.get_materialized_partitions(dg.AssetKey(args.asset))
         days = [day for day in days if day not in done]
     ok = True
-    for first, last in contiguous(days):  # a relaunch runs each range of missing days, as Dagster's backfill does
+    # A relaunch runs each stretch of missing days, not the days already done between them.
+    for first, last in chunks(days, every_day, size=len(every_day)):
         result = backfill(
             [args.asset],
             first,
@@ -55,17 +56,6 @@ def main() -> int:
             ok = False
             break
     return 0 if ok else 1
-
-
-def contiguous(days: list[str]) -> list[tuple[str, str]]:
-    """(first, last) of each run of consecutive days."""
-    ranges: list[tuple[str, str]] = []
-    for day in days:
-        if ranges and date.fromisoformat(day) - date.fromisoformat(ranges[-1][1]) == timedelta(days=1):
-            ranges[-1] = (ranges[-1][0], day)
-        else:
-            ranges.append((day, day))
-    return ranges
 
 
 if __name__ == "__main__":

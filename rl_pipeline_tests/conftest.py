@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from rl_pipeline.demo_api import DemoApiConfig, DemoApiServer, day_records
 from rl_pipeline.demo_api.faults import Faults
@@ -92,10 +95,43 @@ def _required(name: str) -> bool:
     return os.environ.get(f"RL_REQUIRE_{name}") == "1"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def running_dagster_dev(env: dict[str, str], cwd: Path, log_path: Path, timeout: float = 180) -> Iterator[str]:
+    """`dagster dev` for the code location on a free port, output to `log_path`; yields its URL once it
+    answers, and stops it (Ctrl-C, then kill) after."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dagster", "dev", "-m", "rl_pipeline.definitions", "--host", "127.0.0.1",
+             "--port", str(port)],
+            env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                assert process.poll() is None, log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, "dagster dev did not come up"
+                try:
+                    if requests.get(f"{url}/server_info", timeout=2).ok:
+                        break
+                except requests.ConnectionError:
+                    pass
+                time.sleep(0.5)
+            yield url
+        finally:
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +152,7 @@ def redis_url() -> Iterator[str]:
         if _required("REDIS"):
             pytest.fail(f"RL_REQUIRE_REDIS=1 but no Redis at {url} and no redis-server on PATH")
         pytest.skip(f"no Redis at {url} and no redis-server on PATH")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,

@@ -148,8 +148,7 @@ def test_backfill_runs_ranges_at_once_and_a_failed_one_stops_it_until_rerun(make
     assert set(days[:30]) <= done and "2024-02-10" not in done
     first, second = sorted(instance.get_runs(), key=lambda run: run.tags[RANGE_START])[:2]
     assert first.tags[RANGE_START] == days[0] and second.tags[RANGE_START] == days[30]
-    started = {run.run_id: instance.get_run_record_by_id(run.run_id) for run in (first, second)}
-    a, b = (started[run.run_id] for run in (first, second))
+    a, b = (instance.get_run_record_by_id(run.run_id) for run in (first, second))
     assert a.start_time < b.end_time and b.start_time < a.end_time  # the two ranges ran at once
 
     requests.post(f"{server.url}/_admin/faults", json={"missing_id_on": None}, timeout=5).raise_for_status()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,12 +15,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import requests
 import yaml
 
 from rl_pipeline.sources import SHIPPED_SOURCES
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import _free_port, _required, day_range, expected_rows, table_rows
+from rl_pipeline_tests.conftest import _required, day_range, expected_rows, running_dagster_dev, table_rows
 
 DAYS = 3
 
@@ -60,34 +58,8 @@ def dagster_dev(make_demo_api, tmp_path: Path) -> Iterator[DagsterDev]:
         "DAGSTER_HOME": str(home),
         "RL_DATA_DIR": str(tmp_path / "data"),
     }
-    port = _free_port()
-    log = (tmp_path / "dagster_dev.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-m", "rl_pipeline.definitions", "--host", "127.0.0.1",
-         "--port", str(port)],
-        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        assert process.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "dagster dev did not come up"
-        try:
-            if requests.get(f"{url}/server_info", timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    try:
+    with running_dagster_dev(env, tmp_path, tmp_path / "dagster_dev.log") as url:
         yield DagsterDev(url, home, tmp_path / "data", env, day_range(first.isoformat(), yesterday.isoformat()))
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
 
 
 def wait_for(condition, timeout: float, what: str) -> None:
