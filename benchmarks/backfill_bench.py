@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
 import requests
-from harness import days_from, demo_api, rl_pipeline_backfill, server_counts, table_outcome
+from harness import cli_backfill, days_from, demo_api, rl_pipeline_backfill, server_counts, table_outcome
 from rich.console import Console
 from rich.table import Table
 
@@ -41,21 +38,9 @@ def run(days: int, workers: int, url: str, tmp: Path) -> dict:
 
 def cli_run(days: int, runs: int, url: str, tmp: Path) -> dict:
     requests.post(f"{url}/_admin/reset", timeout=5)
-    keys = days_from(date(2024, 1, 1), days)
-    home, data = tmp / f"home-{days}-{runs}", tmp / f"data-{days}-{runs}"
-    home.mkdir()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "RL_DATA_DIR": str(data)}
-    for moved in ("RL_WAREHOUSE", "RL_STATE_STORE"):  # both under RL_DATA_DIR
-        env.pop(moved, None)
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "rl_pipeline.cli", "backfill", "--asset", "events_offset", "--from", keys[0],
-         "--to", keys[-1], "--runs", str(runs)],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
-    wall = time.perf_counter() - started
-    exact = table_outcome(data / "warehouse.duckdb", "events_offset", keys)["exact"]
-    return {**server_counts(url), "wall": wall, "exact": exact}
+    result = cli_backfill(days_from(date(2024, 1, 1), days), runs, tmp)
+    assert result["returncode"] == 0, result["stderr"]
+    return {**server_counts(url), **result}
 
 
 def main() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +23,9 @@ TOKEN = "bench-token"
 
 
 @contextmanager
-def demo_api(rate: float, burst: int, daily_quota: int = 10_000_000) -> Iterator[str]:
-    """Start the demo API on a free port with this limit; yields its URL once it answers.
+def demo_api(rate: float, burst: int, daily_quota: int = 10_000_000, *options: str) -> Iterator[str]:
+    """Start the demo API on a free port with this limit (more `rl-pipeline demo-api` flags in `options`);
+    yields its URL once it answers.
 
     RL_DEMO_API_URL and RL_DEMO_API_TOKEN are set in this process (and so in its children) meanwhile.
     """
@@ -32,7 +35,7 @@ def demo_api(rate: float, burst: int, daily_quota: int = 10_000_000) -> Iterator
     os.environ.update(RL_DEMO_API_URL=url, RL_DEMO_API_TOKEN=TOKEN)
     server = subprocess.Popen(
         [sys.executable, "-m", "rl_pipeline.cli", "demo-api", "--port", str(port), "--rate", str(rate),
-         "--burst", str(burst), "--daily-quota", str(daily_quota)],
+         "--burst", str(burst), "--daily-quota", str(daily_quota), *options],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -53,11 +56,19 @@ def demo_api(rate: float, burst: int, daily_quota: int = 10_000_000) -> Iterator
                 os.environ[name] = value
 
 
-def server_counts(url: str) -> dict[str, int]:
-    """Requests the demo API has seen since its last reset, how many it answered 200, and how many 429."""
+def server_counts(url: str) -> dict[str, Any]:
+    """What the demo API saw since its last reset: requests, 200s, 429s, the span from the first
+    request to the last (s), and the longest time with no request in it (s)."""
     stats = requests.get(f"{url}/_admin/stats", timeout=30).json()
     by_status = stats["by_status"]
-    return {"requests": len(stats["requests"]), "200": by_status.get("200", 0), "429": by_status.get("429", 0)}
+    times = sorted(t for t, *_ in stats["requests"])
+    return {
+        "requests": len(times),
+        "200": by_status.get("200", 0),
+        "429": by_status.get("429", 0),
+        "span": times[-1] - times[0] if times else 0.0,
+        "longest_gap": max((b - a for a, b in itertools.pairwise(times)), default=0.0),
+    }
 
 
 def table_outcome(database: Path, table: str, days: list[str]) -> dict[str, Any]:
@@ -96,3 +107,22 @@ def rl_pipeline_backfill(days: list[str], database: Path, store: str, workers: i
             )
             assert result.success, result.failure_data_for_node("events_offset")
     return time.perf_counter() - started
+
+
+def cli_backfill(days: list[str], runs: int, tmp: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`rl-pipeline backfill` of `events_offset` for `days`, RUNS at once, on a fresh instance and data
+    directory under `tmp` (plus `env`); returns the wall seconds, the exit code and whether the table is exact."""
+    home, data = Path(tempfile.mkdtemp(dir=tmp, prefix="home-")), Path(tempfile.mkdtemp(dir=tmp, prefix="data-"))
+    env = {**os.environ, "DAGSTER_HOME": str(home), "RL_DATA_DIR": str(data), **(env or {})}
+    for moved in ("RL_WAREHOUSE", "RL_STATE_STORE"):  # both under RL_DATA_DIR
+        env.pop(moved, None)
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "rl_pipeline.cli", "backfill", "--asset", "events_offset", "--from", days[0],
+         "--to", days[-1], "--runs", str(runs)],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - started
+    warehouse = data / "warehouse.duckdb"
+    exact = warehouse.exists() and table_outcome(warehouse, "events_offset", days)["exact"]
+    return {"wall": wall, "returncode": done.returncode, "exact": exact, "stderr": done.stderr[-2000:]}

@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from rl_pipeline.demo_api.limits import SERVER_ALGORITHMS
 from rl_pipeline.demo_api.server import DemoApiConfig, DemoApiServer
 from rl_pipeline.locations import DEFAULT_WAREHOUSE
+from rl_pipeline.pace import describe_pace
 from rl_pipeline.quota import iso_time
 from rl_pipeline.warehouse import Warehouse, WarehouseError
 
@@ -45,13 +47,19 @@ def _positive(kind: type) -> object:
 def cmd_demo_api(args: argparse.Namespace) -> int:
     config = DemoApiConfig(
         rate=args.rate,
+        period=args.period,
         burst=args.burst,
+        algorithm=args.algorithm,
+        count_refused=args.count_refused,
+        retry_after=args.retry_after,
+        limit_headers=args.limit_headers,
         daily_quota=args.daily_quota,
         seed=args.seed,
         token=os.environ.get("RL_DEMO_API_TOKEN", DEMO_TOKEN),
     )
     server = DemoApiServer(config, host=args.host, port=args.port)
-    print(f"demo API on {server.url} ({config.rate:g} req/s, burst {config.burst})", flush=True)
+    limit = f"{config.algorithm} {config.rate:g} per {config.period:g}s, burst {config.burst}"
+    print(f"demo API on {server.url} ({limit})", flush=True)
     _interrupt_on_signals()
     try:
         server.serve_forever()
@@ -207,8 +215,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         print(
             f"circuits {api}: "
-            + ", ".join(f"{e}: {client.breaker(e).state().status.value}" for e in client.spec.endpoints)
+            + ", ".join(f"{e}: {client.guard(e).breaker.state().status.value}" for e in client.spec.endpoints)
         )
+        print(f"pace {api}: {describe_pace(client.pace)}")
     return 0
 
 
@@ -280,10 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
     api = commands.add_parser("demo-api", help="serve the demo API")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8765)
-    api.add_argument("--rate", type=_positive(float), default=20.0, help="requests per second")
-    api.add_argument("--burst", type=_positive(int), default=20)
-    api.add_argument("--daily-quota", type=_positive(int), default=50_000)
-    api.add_argument("--seed", type=int, default=42)
+    defaults = DemoApiConfig()
+    api.add_argument("--rate", type=_positive(float), default=defaults.rate, help="requests per --period")
+    api.add_argument("--period", type=_positive(float), default=defaults.period, help="seconds (default 1)")
+    api.add_argument("--burst", type=_positive(int), default=defaults.burst)
+    api.add_argument("--algorithm", choices=SERVER_ALGORITHMS, default=defaults.algorithm, help="the server's limit")
+    api.add_argument("--count-refused", action="store_true", help="refused requests count against the limit")
+    api.add_argument("--no-retry-after", dest="retry_after", action="store_false", help="429s without Retry-After")
+    api.add_argument("--no-limit-headers", dest="limit_headers", action="store_false", help="no X-RateLimit-* headers")
+    api.add_argument("--daily-quota", type=_positive(int), default=defaults.daily_quota)
+    api.add_argument("--seed", type=int, default=defaults.seed)
     api.set_defaults(func=cmd_demo_api)
 
     query = commands.add_parser("query", help="run read-only SQL on the warehouse")

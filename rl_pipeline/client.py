@@ -1,7 +1,8 @@
-"""The HTTP client: every request passes the rate limiter, then retries.
+"""The HTTP client: sends through the endpoint's guard, classifies, retries, paginates.
 
-Request path: rate limit -> send -> classify (ok / retry / fail) -> maybe
-wait and try again. Pages stream one at a time; a day is never held whole.
+Request path: guard (quota -> circuit -> rate) -> send -> classify (ok /
+429 wait / retry / fail) -> the guard learns from the answer. Pages stream
+one at a time; a day is never held whole.
 """
 
 from __future__ import annotations
@@ -10,31 +11,23 @@ import hashlib
 import random
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import requests
 
-from rl_pipeline.breaker import CircuitBreaker, CircuitOpen
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
-from rl_pipeline.limits import Limit, RateLimiter
-from rl_pipeline.limits.adaptive import AdaptiveRate
-from rl_pipeline.limits.headers import read_server_limit
+from rl_pipeline.guard import ApiShared, Blocked, EndpointGuard
+from rl_pipeline.pace import LearnedPace
 from rl_pipeline.pagination import PageRequest, PaginationError, dig, first_page, next_page
 from rl_pipeline.quota import QuotaExhausted, QuotaLedger
 from rl_pipeline.retry import RetryPolicy
 from rl_pipeline.sources import ApiSpec, EndpointSpec
 from rl_pipeline.state import StateStore
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-LEARNED = "api:learned"
-
-
-def _learned_limit(rate: float) -> Limit:
-    # Unknown burst: allow none, space requests evenly.
-    return Limit(rate=rate, burst=1)
+RETRY_STATUSES = frozenset({500, 502, 503, 504})  # and 429, which is a wait rather than a failure
 
 
 class ApiError(RuntimeError):
@@ -120,8 +113,23 @@ def credential_fingerprint(token: str | None) -> str:
     return hashlib.sha256((token or "").encode()).hexdigest()[:12]
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What one try of a request got: a body, or why another try is worth it."""
+
+    body: Any = None
+    links: dict[str, dict[str, str]] = field(default_factory=dict)
+    problem: str | None = None  # set when the try failed in a way worth retrying
+    retry_after: float | None = None  # the server's floor for the next try
+    throttled: bool = False  # a 429: a wait, not a failed attempt
+
+
 class ApiClient:
-    """One API, one credential, one `requests.Session`, one shared rate budget."""
+    """One API, one credential, one `requests.Session`; sends and paginates.
+
+    Whether a request may go, and what its answer teaches, is the business of
+    the endpoint's guard (`rl_pipeline.guard`), shared by every worker through the store.
+    """
 
     def __init__(
         self,
@@ -134,6 +142,7 @@ class ApiClient:
         clock: Clock = SYSTEM_CLOCK,
         timeout: tuple[float, float] = (5.0, 30.0),
         session: requests.Session | None = None,
+        on_event: Callable[[str], None] = lambda message: None,
     ) -> None:
         if spec.token_env and not token:
             raise MissingTokenError(f"source {name}: no API token; set the environment variable {spec.token_env}")
@@ -145,54 +154,36 @@ class ApiClient:
         self.clock = clock
         self.timeout = timeout
         self.stats = RequestStats()
+        self.on_event = on_event
         self._token = token
         self._session = session or requests.Session()
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
-        self._namespace = f"{name}:{credential_fingerprint(token)}"
-        self._limiters: dict[str, RateLimiter] = {}
-        self._breakers: dict[str, CircuitBreaker] = {}
         self._rng = random.Random()
-        self.quota = (
-            QuotaLedger(store, name, spec.quota.policy(), clock, key=f"quota:{self._namespace}") if spec.quota else None
-        )
-        self.adaptive = (
-            AdaptiveRate(store, f"rl:{{{self._namespace}}}:learned_rate", spec.adaptive.policy(), clock)
-            if spec.adaptive
-            else None
-        )
+        self._warm = False  # has the session sent a request yet?
+        self.shared = ApiShared(name, spec, store, f"{name}:{credential_fingerprint(token)}", clock)
+        self._guards: dict[str, EndpointGuard] = {}
 
     def __repr__(self) -> str:
         return f"ApiClient({self.name!r}, base_url={self.base_url!r}, store={self.store!r})"
 
-    def limiter(self, endpoint: str) -> RateLimiter:
-        """The API's limits plus the endpoint's own (plus the learned rate), decided together."""
-        if endpoint not in self._limiters:
-            spec = self.spec.endpoints[endpoint]
-            limits = {f"api:{rl.name}": rl.to_limit() for rl in self.spec.rate_limits}
-            limits |= {f"endpoint:{endpoint}:{rl.name}": rl.to_limit() for rl in spec.rate_limits}
-            if self.adaptive:
-                limits[LEARNED] = _learned_limit(self.adaptive.current())
-            self._limiters[endpoint] = RateLimiter(self.store, limits, namespace=self._namespace, clock=self.clock)
-        return self._limiters[endpoint]
+    @property
+    def quota(self) -> QuotaLedger | None:
+        return self.shared.quota
+
+    @property
+    def pace(self) -> LearnedPace:
+        return self.shared.pace
+
+    def guard(self, endpoint: str) -> EndpointGuard:
+        """The endpoint's guard: quota, circuit breaker, limits and the learned pace."""
+        if endpoint not in self._guards:
+            self._guards[endpoint] = EndpointGuard(self.shared, endpoint, rng=self._rng, on_event=self.on_event)
+        return self._guards[endpoint]
 
     def rate_per_second(self) -> float:
-        """The tightest API-wide rate (the learned one included): what forecasts assume."""
-        limits = [rl.to_limit() for rl in self.spec.rate_limits]
-        limits += [_learned_limit(self.adaptive.current())] if self.adaptive else []
-        return min((limit.rate / limit.period for limit in limits), default=1.0)
-
-    def breaker(self, endpoint: str) -> CircuitBreaker:
-        """The endpoint's circuit breaker, shared by every worker (any credential)."""
-        if endpoint not in self._breakers:
-            self._breakers[endpoint] = CircuitBreaker(
-                self.store,
-                f"breaker:{self.name}.{endpoint}",
-                f"{self.name}.{endpoint}",
-                self.spec.circuit_breaker.policy(),
-                self.clock,
-            )
-        return self._breakers[endpoint]
+        """The rate requests go at now (the learned pace): what forecasts assume."""
+        return self.pace.rate()
 
     def fetch_day(self, endpoint: str, day: date, start: PageRequest | None = None) -> Iterator[Page]:
         """Every page of one day of `endpoint`, from `start` (a checkpoint) or the first."""
@@ -222,108 +213,80 @@ class ApiClient:
             request = following
 
     def get_json(self, endpoint: str, request: PageRequest, where: str) -> tuple[Any, dict[str, dict[str, str]]]:
-        """GET one page: circuit breaker, rate limit, send, classify; retry what is worth retrying."""
-        limiter, breaker = self.limiter(endpoint), self.breaker(endpoint)
+        """GET one page through the endpoint's guard; retry what is worth retrying.
+
+        A 429 is a wait, not a failed attempt: while the server keeps answering
+        429, only `request_deadline` bounds the request. Other failures (5xx,
+        timeouts, broken bodies) use up `max_attempts`, with backoff between them.
+        """
+        guard = self.guard(endpoint)
         started = self.clock.now()
-        previous_delay = 0.0
-        for attempt in range(self.retry.max_attempts):
-            self._wait_for_circuit(breaker, started, where)
-            if self.adaptive:
-                limiter.set_limit(LEARNED, _learned_limit(self.adaptive.current()))
-            self.stats.add(limiter_wait_s=limiter.acquire(timeout=self.retry.deadline))
-            self._charge_quota(where)
+        failures, previous_delay = 0, 0.0
+        while True:
+            granted_at = self._admit(guard, started, where)
             self.stats.add(requests=1)
-            outcome, retry_after = self._try_once(request, where, limiter, breaker)
-            if not isinstance(outcome, str):
-                return outcome
-            problem = outcome
-            if attempt + 1 == self.retry.max_attempts:
-                break
-            delay = self.retry.delay(attempt, previous=previous_delay, retry_after=retry_after, rng=self._rng)
+            answer = self._try_once(request, where, guard, granted_at)
+            if answer.problem is None:
+                return answer.body, answer.links
+            if answer.throttled:
+                self.stats.add(retries=1)
+                if self.clock.now() - started > self.retry.deadline:
+                    raise ApiError(f"{where}: {answer.problem}; still refused after {self.retry.deadline:g}s")
+                continue  # the guard has paused everyone and lowered the pace
+            failures += 1
+            if failures == self.retry.max_attempts:
+                raise ApiError(f"{where}: {answer.problem}; gave up after {self.retry.max_attempts} attempts")
+            delay = self.retry.delay(
+                failures - 1, previous=previous_delay, retry_after=answer.retry_after, rng=self._rng
+            )
             if self.clock.now() + delay - started > self.retry.deadline:
-                raise ApiError(f"{where}: {problem}; the next retry would pass the {self.retry.deadline:g}s deadline")
+                raise ApiError(
+                    f"{where}: {answer.problem}; the next retry would pass the {self.retry.deadline:g}s deadline"
+                )
             previous_delay = delay
             self.stats.add(retries=1, retry_wait_s=delay)
             self.clock.sleep(delay)
-        raise ApiError(f"{where}: {problem}; gave up after {self.retry.max_attempts} attempts")
 
-    def _charge_quota(self, where: str) -> None:
-        """Count the request against the quotas; wait for a reset within `max_wait`, else raise QuotaExhausted."""
-        if self.quota is None or self.spec.quota is None:
-            return
-        while True:
-            try:
-                self.quota.charge()
-                return
-            except QuotaExhausted as exc:
-                wait = exc.resets_at - self.clock.now()
-                if wait > self.spec.quota.max_wait:
-                    raise exc.at(where) from None
-                self.stats.add(quota_wait_s=wait)
-                self.clock.sleep(wait + self._rng.uniform(0, 1))
+    def _admit(self, guard: EndpointGuard, started: float, where: str) -> float:
+        """Wait until the guard lets a request go; return when the rate granted it."""
+        try:
+            waited = guard.admit(started, self.retry.deadline)
+        except QuotaExhausted as exc:
+            raise exc.at(where) from None
+        except Blocked as exc:
+            raise ApiError(f"{where}: {exc}") from None
+        self.stats.add(quota_wait_s=waited.quota, circuit_wait_s=waited.circuit, limiter_wait_s=waited.limiter)
+        return waited.granted_at
 
-    def _wait_for_circuit(self, breaker: CircuitBreaker, started: float, where: str) -> None:
-        """Return once a request may go; wait (bounded) or fail while the circuit is open, as configured."""
-        config = self.spec.circuit_breaker
-        while True:
-            try:
-                breaker.before_request()
-                return
-            except CircuitOpen as exc:
-                now = self.clock.now()
-                # Poll: a half-open probe usually answers well before its lease ends.
-                pause = min(max(exc.until - now, 0.0), 1.0) + self._rng.uniform(0, 0.05)
-                if config.on_open == "fail" or now + pause - started > config.max_wait:
-                    raise ApiError(f"{where}: {exc}") from None
-                self.stats.add(circuit_wait_s=pause)
-                self.clock.sleep(pause)
-
-    def _try_once(
-        self, request: PageRequest, where: str, limiter: RateLimiter, breaker: CircuitBreaker
-    ) -> tuple[Any, float | None]:
-        """((body, links), None) on success, else (why it failed, how long the server asked to wait).
-
-        A 429, or a budget the server reports spent, pauses every worker that
-        shares this budget, not only this one. 5xx, timeouts, dropped
-        connections and broken bodies count against the circuit breaker.
-        """
+    def _try_once(self, request: PageRequest, where: str, guard: EndpointGuard, granted_at: float) -> Answer:
+        """Send once and classify the answer; raise ApiError for a 4xx that no retry can fix."""
+        guard.sending(granted_at, first=not self._warm)
         try:
             response = self._session.get(request.url, params=request.params, timeout=self.timeout)
+            self._warm = True
         except (requests.Timeout, requests.ConnectionError) as exc:
             self.stats.count_status(type(exc).__name__)
-            breaker.after_request(success=False)
-            return f"{type(exc).__name__} from {self._path(request)}", None
+            guard.on_failure()
+            return Answer(problem=f"{type(exc).__name__} from {self._path(request)}")
         status = response.status_code
         self.stats.count_status(str(status))
-        server = read_server_limit(response.headers, self.clock.now())
-        if status == 429:
-            self.stats.add(rate_limited=1)
-        if self.adaptive and status == 429:
-            self.adaptive.on_throttled()
-        elif self.adaptive and status < 400:
-            self.adaptive.on_success()
-        remaining = self.spec.quota and self.spec.quota.remaining_header
-        if remaining and self.quota and response.headers.get(remaining, "").isdigit():
-            self.quota.follow_server(int(response.headers[remaining]))
-        if (status == 429 or server.exhausted) and server.pause_for:
-            limiter.pause(server.pause_for)
-        if status in RETRY_STATUSES:
-            breaker.after_request(success=status == 429)
-            wait = server.pause_for if status == 429 else server.retry_after
-            return f"HTTP {status} from {self._path(request)}: {self._server_message(response)}", wait
         if status >= 400:
-            breaker.after_request(success=True)  # the endpoint is up; the request was wrong
-            raise ApiError(
-                f"{where}: HTTP {status} from {self._path(request)}: {self._server_message(response)}", status
-            )
+            retry_after = guard.on_answer(status, response.headers)
+            problem = f"HTTP {status} from {self._path(request)}: {self._server_message(response)}"
+            if status == 429:
+                self.stats.add(rate_limited=1)
+                return Answer(problem=problem, throttled=True)
+            if status in RETRY_STATUSES:
+                return Answer(problem=problem, retry_after=retry_after)
+            raise ApiError(f"{where}: {problem}", status)
         try:
             body = response.json()
         except ValueError:
             self.stats.count_status("bad body")
-            breaker.after_request(success=False)
-            return f"a body that is not JSON from {self._path(request)} ({response.text[:80]!r})", None
-        breaker.after_request(success=True)
-        return (body, response.links), None
+            guard.on_answer(status, response.headers, healthy=False)
+            return Answer(problem=f"a body that is not JSON from {self._path(request)} ({response.text[:80]!r})")
+        guard.on_answer(status, response.headers)
+        return Answer(body=body, links=response.links)
 
     def _path(self, request: PageRequest) -> str:
         return request.url.removeprefix(self.base_url)

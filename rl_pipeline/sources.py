@@ -7,6 +7,7 @@ an error names the file and the field.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from datetime import UTC, date, datetime, timedelta
@@ -18,8 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from rl_pipeline.breaker import BreakerPolicy
-from rl_pipeline.limits.adaptive import AimdPolicy
 from rl_pipeline.limits.algorithms import Algorithm, Limit
+from rl_pipeline.pace import PacePolicy
 from rl_pipeline.quota import QuotaPolicy
 
 SOURCES_FILE_ENV = "RL_SOURCES_FILE"
@@ -73,13 +74,11 @@ class RateLimitSpec(_Spec):
 
 
 class AdaptiveSpec(_Spec):
-    """For an API that publishes no limit: learn one by AIMD, starting at `initial_rate` (requests/s)."""
+    """For an API that publishes no limit: start at `initial_rate` (requests/s) and grow until the server refuses."""
 
     initial_rate: float = Field(gt=0, allow_inf_nan=False)
     min_rate: float = Field(default=0.1, gt=0, allow_inf_nan=False)
     max_rate: float = Field(default=1000.0, gt=0, allow_inf_nan=False)
-    increase: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    decrease: float = Field(default=0.5, gt=0, lt=1, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _ordered(self) -> AdaptiveSpec:
@@ -87,14 +86,16 @@ class AdaptiveSpec(_Spec):
             raise ValueError("need min_rate <= initial_rate <= max_rate")
         return self
 
-    def policy(self) -> AimdPolicy:
-        return AimdPolicy(
-            initial_rate=self.initial_rate,
-            min_rate=self.min_rate,
-            max_rate=self.max_rate,
-            increase=self.increase,
-            decrease=self.decrease,
-        )
+
+class PacingSpec(_Spec):
+    """How requests are paced and what a 429 teaches (see `rl_pipeline/pace.py`)."""
+
+    margin: float = Field(default=0.03, ge=0, lt=0.5, description="pace this share under a known rate")
+    decrease: float = Field(default=0.8, gt=0, lt=1, description="factor applied to the pace on a 429")
+    recover: float = Field(default=5.0, gt=0, allow_inf_nan=False, description="seconds to climb back after one")
+    pause: float = Field(
+        default=1.0, gt=0, allow_inf_nan=False, description="seconds everyone waits after a 429 with no Retry-After"
+    )
 
 
 class CircuitBreakerSpec(_Spec):
@@ -238,6 +239,7 @@ class ApiSpec(_Spec):
     start_date: date
     rate_limits: list[RateLimitSpec] = Field(default_factory=list)
     adaptive: AdaptiveSpec | None = None
+    pacing: PacingSpec = Field(default_factory=PacingSpec)
     circuit_breaker: CircuitBreakerSpec = Field(default_factory=CircuitBreakerSpec)
     quota: QuotaSpec | None = None
     endpoints: dict[str, EndpointSpec] = Field(min_length=1)
@@ -254,6 +256,28 @@ class ApiSpec(_Spec):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
+
+    def pace_policy(self) -> PacePolicy:
+        """Pace at the published rate of the shortest period (longer ones are windows that allow bursts),
+        or learn an unpublished one from `adaptive`."""
+        ceiling, initial, floor = math.inf, math.inf, 0.0
+        if self.rate_limits:
+            shortest = min(rl.period for rl in self.rate_limits)
+            ceiling = min(rl.rate / rl.period for rl in self.rate_limits if rl.period == shortest)
+            initial, floor = ceiling, ceiling / 100
+        if self.adaptive:
+            ceiling = min(ceiling, self.adaptive.max_rate)
+            initial, floor = min(ceiling, self.adaptive.initial_rate), self.adaptive.min_rate
+        pacing = self.pacing
+        return PacePolicy(
+            ceiling=ceiling,
+            initial=initial,
+            floor=min(floor, initial),
+            margin=pacing.margin,
+            decrease=pacing.decrease,
+            recover=pacing.recover,
+            pause=pacing.pause,
+        )
 
     def resolved_base_url(self) -> str:
         """`base_url`, unless the variable named by `base_url_env` is set."""

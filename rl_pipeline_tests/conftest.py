@@ -91,6 +91,18 @@ def table_rows(warehouse: Warehouse, table: str) -> tuple[int, dict[str, dict[st
     return len(rows), out
 
 
+def write_sources(path: Path, **demo: Any) -> Path:
+    """The shipped sources file with the demo API's fields replaced by `demo`, written to `path`."""
+    import yaml
+
+    from rl_pipeline.sources import SHIPPED_SOURCES
+
+    sources = yaml.safe_load(SHIPPED_SOURCES.read_text())
+    sources["apis"]["demo"].update(demo)
+    path.write_text(yaml.safe_dump(sources))
+    return path
+
+
 def _required(name: str) -> bool:
     return os.environ.get(f"RL_REQUIRE_{name}") == "1"
 

@@ -129,7 +129,7 @@ def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinitio
             # Each worker thread has its own client (a Session, and stats that are this day's alone);
             # all of them share one store, so one rate budget, breaker and quota.
             if not hasattr(local, "client"):
-                local.client = api.client(store)
+                local.client = api.client(store, on_event=context.log.warning)
                 clients.append(local.client)
             client, started = local.client, time.monotonic()
             before = client.stats.snapshot()
@@ -149,7 +149,9 @@ def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinitio
                     "resumed": result.resumed,
                     **used,
                     "throttled_s": round(sum(used[k] for k in WAITS), 3),
-                    "circuit": client.breaker(endpoint).state().status.value,
+                    "circuit": client.guard(endpoint).breaker.state().status.value,
+                    "pace_req_s": round(client.pace.rate(), 2),
+                    "ceiling_req_s": client.pace.policy.ceiling,
                     **quota_metadata(client),
                     "forecast": backlog_forecast(client, missing, used["requests"]),
                 }

@@ -6,6 +6,7 @@ show), so partition status, runs and events are the same whichever started them.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -57,12 +58,20 @@ def check_range(spec: ApiSpec, first: str, last: str) -> tuple[str, str]:
     return start.isoformat(), end.isoformat()
 
 
-def chunks(days: list[str], all_keys: list[str], size: int = MAX_PARTITIONS_PER_RUN) -> list[tuple[str, str]]:
-    """Consecutive stretches of `days`, each at most `size` long, as (first, last)."""
+def chunks(
+    days: list[str], all_keys: list[str], size: int = MAX_PARTITIONS_PER_RUN, stagger: int = 1
+) -> list[tuple[str, str]]:
+    """Consecutive stretches of `days`, each at most `size` long, as (first, last).
+
+    With `stagger` = n, the first n stretches are cut to 1/n, 2/n, ... of `size`: n runs
+    started together then end apart, so while one starts up the others keep the limit busy.
+    """
     position = {key: i for i, key in enumerate(all_keys)}
+    limits = [math.ceil(size * (i + 1) / stagger) for i in range(stagger - 1)]
     out: list[list[str]] = []
     for day in days:
-        if out and position[day] == position[out[-1][-1]] + 1 and len(out[-1]) < size:
+        limit = limits[len(out) - 1] if 0 < len(out) <= len(limits) else size
+        if out and position[day] == position[out[-1][-1]] + 1 and len(out[-1]) < limit:
             out[-1].append(day)
         else:
             out.append([day])
@@ -140,7 +149,7 @@ def backfill(
     missing = [key for key in wanted if key not in done]
     started = time.time()
     total = Progress(done=len(wanted) - len(missing))
-    waiting = chunks(missing, all_keys)
+    waiting = chunks(missing, all_keys, stagger=max(1, runs_at_once))
     running: list[subprocess.Popen[str]] = []
     error: str | None = None
     try:

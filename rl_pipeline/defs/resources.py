@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import dagster as dg
 from pydantic import Field
 
@@ -45,7 +47,8 @@ class RateLimitedApi(dg.ConfigurableResource):
     def open_store(self) -> StateStore:
         return open_store(self.state_store)
 
-    def client(self, store: StateStore | None = None) -> ApiClient:
+    def client(self, store: StateStore | None = None, on_event: Callable[[str], None] | None = None) -> ApiClient:
+        """A client of this API; `on_event` hears what the user should see (pace changes, pauses)."""
         spec = load_sources(self.sources_file).apis[self.api]
         return ApiClient(
             self.api,
@@ -60,6 +63,7 @@ class RateLimitedApi(dg.ConfigurableResource):
                 deadline=self.request_deadline,
             ),
             timeout=(self.connect_timeout, self.read_timeout),
+            **({"on_event": on_event} if on_event else {}),
         )
 
 

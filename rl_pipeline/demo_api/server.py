@@ -7,10 +7,12 @@ Endpoints, one per pagination style, all serving the same dataset:
 - GET /v1/link/events?day=YYYY-MM-DD&page=&per_page=           -> [...] with a `Link: <...>; rel="next"` header
 
 Like a strict third-party API it wants `Authorization: Bearer <token>` (401),
-rejects malformed parameters (400), enforces a token bucket (429 with
-`Retry-After`) and a daily quota (429 saying so), and sends
-`X-RateLimit-Limit/-Remaining/-Reset` on every response (Reset in seconds
-until Remaining next grows).
+rejects malformed parameters (400), enforces a rate limit with the algorithm
+chosen at start (`demo_api/limits.py`: token or leaky bucket, fixed or
+sliding window; refused requests counted or not; 429 with `Retry-After` or
+without) and a daily quota (429 saying so), and sends
+`X-RateLimit-Limit/-Remaining/-Reset` on every response unless told not to
+(Reset in seconds until Remaining next grows).
 
 Out of band, for tests and benchmarks: GET /_admin/stats (what was served,
 with arrival times), POST /_admin/reset, and POST /_admin/faults with a JSON
@@ -35,40 +37,33 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from rl_pipeline.demo_api.data import day_start, range_records, served_records
 from rl_pipeline.demo_api.faults import Faults
+from rl_pipeline.demo_api.limits import ServerAlgorithm, ServerLimit
 
 MAX_PAGE_SIZE = 100
 
 
 @dataclass
 class DemoApiConfig:
-    rate: float = 20.0  # requests per second, refilled continuously
-    burst: int = 20
-    daily_quota: int = 1_000_000
+    """How the demo API behaves; the defaults are what `make demo` serves and the shipped sources file says."""
+
+    rate: float = 20.0  # requests per `period`
+    burst: int = 20  # token bucket: tokens at most; leaky bucket: 1 + requests allowed early
+    period: float = 1.0
+    algorithm: ServerAlgorithm = "token_bucket"
+    count_refused: bool = False  # refused requests count against the limit too
+    retry_after: bool = True  # a 429 says when to come back
+    daily_quota: int = 50_000
     seed: int = 42
     token: str = "demo-token"
     limit_headers: bool = True  # False: an API that publishes nothing about its limit
     faults: Faults = field(default_factory=Faults)
 
+    def limit(self, now: float) -> ServerLimit:
+        return ServerLimit(self.algorithm, self.rate, self.period, self.burst, self.count_refused, now)
+
 
 class BadRequest(ValueError):
     pass
-
-
-class _Bucket:
-    """The server's own token bucket, written independently of the client's."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens, self.last = float(burst), time.monotonic()
-
-    def take(self) -> tuple[bool, float]:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True, 0.0
-        return False, (1 - self.tokens) / self.rate
 
 
 class DemoApi:
@@ -82,7 +77,7 @@ class DemoApi:
     def reset(self) -> None:
         with self.lock:
             self.rng = random.Random(self.config.faults.seed)
-            self.bucket = _Bucket(self.config.rate, self.config.burst)
+            self.limit = self.config.limit(time.monotonic())
             self.quota_day: date | None = None
             self.quota_used = 0
             self.log: list[tuple[float, int, str]] = []
@@ -107,26 +102,18 @@ class DemoApi:
                     f"resets at {reset_at.isoformat().replace('+00:00', 'Z')}"
                 )
                 return 429, headers | self._limit_headers(), message
-            granted, wait = self.bucket.take()
+            granted, wait = self.limit.admit(time.monotonic())
             headers = self._limit_headers() | quota_headers
             if not granted:
                 headers["X-Quota-Remaining"] = str(self.config.daily_quota - self.quota_used)
-                headers["Retry-After"] = str(max(1, math.ceil(wait)))
-                return 429, headers, f"rate limit of {self.config.rate:g} requests/s exceeded"
+                if self.config.retry_after:
+                    headers["Retry-After"] = str(max(1, math.ceil(wait)))
+                return 429, headers, f"rate limit of {self.config.rate:g} requests per {self.config.period:g}s exceeded"
             self.quota_used += 1
             return 200, headers, None
 
     def _limit_headers(self) -> dict[str, str]:
-        if not self.config.limit_headers:
-            return {}
-        # Reset: seconds until Remaining next grows by one (a token bucket has no window to reset).
-        bucket = self.bucket
-        next_in_ms = math.ceil((1 - bucket.tokens % 1) / bucket.rate * 1000)
-        return {
-            "X-RateLimit-Limit": str(bucket.burst),
-            "X-RateLimit-Remaining": str(int(bucket.tokens)),
-            "X-RateLimit-Reset": f"{next_in_ms / 1000:.3f}",
-        }
+        return self.limit.headers(time.monotonic()) if self.config.limit_headers else {}
 
     def draw_fault(self) -> str | None:
         """Which random fault, if any, this request meets."""
@@ -141,9 +128,10 @@ class DemoApi:
                 roll -= rate
         return None
 
-    def record(self, status: int, path: str) -> None:
+    def record(self, arrived: float, status: int, path: str) -> None:
+        """Log a request by the time it arrived (epoch seconds), not when its answer was ready."""
         with self.lock:
-            self.log.append((time.time(), status, path))
+            self.log.append((arrived, status, path))
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -239,6 +227,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": "not found"})
 
     def do_GET(self) -> None:
+        arrived = time.time()
         url = urlsplit(self.path)
         api = self.server.api
         if url.path == "/_admin/stats":
@@ -265,7 +254,7 @@ class Handler(BaseHTTPRequestHandler):
                     headers |= extra
                 except BadRequest as exc:
                     status, body = 400, {"error": str(exc)}
-        api.record(status, url.path)
+        api.record(arrived, status, url.path)
         if fault in ("slow", "hang"):
             time.sleep(getattr(api.config.faults, f"{fault}_seconds"))
         if fault == "truncated":

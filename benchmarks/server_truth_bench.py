@@ -1,0 +1,169 @@
+"""The server is the truth: five server-side limits x four sources files, and dlt's REST client on the same servers.
+
+    .venv/bin/python benchmarks/server_truth_bench.py [--days 365] [--runs 4] [--servers ...] [--files ...]
+
+The demo API runs in its own process, enforcing 20 requests/s (or 200 per
+10 s) with one of the algorithms real servers use, and sends no
+`X-RateLimit-*` headers (nothing to learn but the 429s):
+
+- token_bucket: burst 20, 429 with Retry-After;
+- leaky_bucket: burst 1 (nginx `limit_req` with no burst), 429 with Retry-After: 1;
+- fixed_window: 200 per aligned 10 s, 429 with Retry-After;
+- sliding_window_log, sliding_window_counter: 200 per 10 s, refused requests
+  counted too, 429 with no Retry-After.
+
+Each sources file describes it as a hurried user would: `exact` (algorithm,
+period, burst), `rate` (only the rate and period), `too_high` (the rate
+1.5x what the server allows), `adaptive` (no limit, `adaptive:
+{initial_rate: 5}`). Each cell is `rl-pipeline backfill` of `events_offset`
+for DAYS days, RUNS runs at once, on a fresh instance and state store.
+
+Ideal = pages served (200s) / 20 per second: the server's real limit.
+"span / ideal" runs from the server's first request to its last.
+Goal for every cell: exact dataset, <= 0.5% of requests answered 429, span <= 1.10 of ideal, no failed day.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from datetime import date
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+from harness import TOKEN, cli_backfill, days_from, demo_api, server_counts, table_outcome
+from rich.console import Console
+from rich.table import Table
+
+from rl_pipeline.sources import SHIPPED_SOURCES
+
+RATE = 20.0  # what every server really allows, per second
+SERVERS: dict[str, dict[str, Any]] = {
+    "token_bucket": {"rate": 20, "period": 1, "burst": 20, "flags": []},
+    "leaky_bucket": {"rate": 20, "period": 1, "burst": 1, "flags": []},
+    "fixed_window": {"rate": 200, "period": 10, "burst": 1, "flags": []},
+    "sliding_window_log": {"rate": 200, "period": 10, "burst": 1, "flags": ["--count-refused", "--no-retry-after"]},
+    "sliding_window_counter": {
+        "rate": 200, "period": 10, "burst": 1, "flags": ["--count-refused", "--no-retry-after"],
+    },
+}  # fmt: skip
+FILES = ("exact", "rate", "too_high", "adaptive")
+
+
+def sources_for(server: str, kind: str) -> dict[str, Any]:
+    """The demo API's part of a sources file, as a user describing `server` as `kind` would write it."""
+    config = SERVERS[server]
+    rate, period = config["rate"], config["period"]
+    if kind == "adaptive":
+        return {"rate_limits": [], "adaptive": {"initial_rate": 5}}
+    if kind == "too_high":
+        return {"rate_limits": [{"rate": rate * 1.5, "period": period}]}
+    if kind == "rate":
+        return {"rate_limits": [{"rate": rate, "period": period}]}
+    # exact: the client has no fixed window; a sliding log of the same numbers is what a careful user would pick.
+    algorithm = {"fixed_window": "sliding_window_log"}.get(server, server)
+    burst = {"burst": config["burst"]} if algorithm in ("token_bucket", "leaky_bucket") else {}
+    return {"rate_limits": [{"rate": rate, "period": period, "algorithm": algorithm, **burst}]}
+
+
+def rl_pipeline_cell(server: str, kind: str, days: list[str], runs: int, url: str, tmp: Path) -> dict[str, Any]:
+    sources = yaml.safe_load(SHIPPED_SOURCES.read_text())
+    sources["apis"]["demo"].update(sources_for(server, kind))
+    path = Path(tempfile.mkdtemp(dir=tmp)) / "sources.yaml"
+    path.write_text(yaml.safe_dump(sources))
+    requests.post(f"{url}/_admin/reset", timeout=5)
+    result = cli_backfill(days, runs, tmp, {"RL_SOURCES_FILE": str(path)})
+    return {**server_counts(url), **result, "failed": result["returncode"] != 0}
+
+
+def dlt_cell(days: list[str], url: str, tmp: Path) -> dict[str, Any]:
+    """dlt's `rest_api` source with its default retries (no client-side limit), merge on id."""
+    import dlt
+    from dlt.sources.rest_api import rest_api_source
+
+    @dlt.resource(selected=False)
+    def day_list():
+        yield [{"day": day} for day in days]
+
+    source = rest_api_source(
+        {
+            "client": {"base_url": url, "auth": {"type": "bearer", "token": TOKEN}},
+            "resources": [
+                day_list,
+                {
+                    "name": "events",
+                    "primary_key": "id",
+                    "write_disposition": "merge",
+                    "endpoint": {
+                        "path": "/v1/offset/events",
+                        "params": {"date": "{resources.day_list.day}"},
+                        "data_selector": "data",
+                        "paginator": {"type": "offset", "limit": 100, "total_path": "total"},
+                    },
+                },
+            ],
+        }
+    )
+    workdir = Path(tempfile.mkdtemp(dir=tmp))
+    database = workdir / "dlt.duckdb"
+    pipeline = dlt.pipeline(
+        pipeline_name=f"truth_{workdir.name}",
+        destination=dlt.destinations.duckdb(str(database)),
+        dataset_name="peers",
+        pipelines_dir=str(workdir / "pipelines"),
+    )
+    requests.post(f"{url}/_admin/reset", timeout=5)
+    started, failed = time.perf_counter(), False
+    try:
+        pipeline.run(source)
+    except Exception:  # a failed load is a result here, reported as such
+        failed = True
+    wall = time.perf_counter() - started
+    exact = database.exists() and not failed and table_outcome(database, "peers.events", days)["exact"]
+    return {**server_counts(url), "wall": wall, "exact": exact, "failed": failed}
+
+
+def row(name: str, kind: str, r: dict[str, Any]) -> list[str]:
+    ideal = r["200"] / RATE
+    share = r["429"] / r["requests"] if r["requests"] else 0.0
+    met = r["exact"] and not r["failed"] and share <= 0.005 and r["span"] <= 1.10 * ideal
+    return [
+        name, kind, str(r["requests"]), str(r["429"]), f"{share:.2%}", f"{ideal:.1f}", f"{r['span']:.1f}",
+        f"{r['span'] / ideal:.3f}", f"{r['wall']:.1f}", f"{r['longest_gap']:.1f}", "yes" if r["exact"] else "NO",
+        "FAILED" if r["failed"] else "-", "met" if met else "not met",
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--runs", type=int, default=4, help="rl-pipeline backfill --runs")
+    parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
+    parser.add_argument("--files", nargs="+", choices=FILES, default=list(FILES))
+    parser.add_argument("--no-dlt", dest="dlt", action="store_false", help="skip the dlt peer")
+    args = parser.parse_args()
+    days = days_from(date(2024, 1, 1), args.days)
+    table = Table(
+        "server", "sources file", "requests", "429s", "429 share", "ideal s", "span s", "span / ideal", "wall s",
+        "longest gap s", "exact", "failed", "goal",
+        title=f"events_offset, {args.days} days, {args.runs} runs at once, servers at 20 req/s, {os.cpu_count()} cores",
+    )  # fmt: skip
+    for server in args.servers:
+        config = SERVERS[server]
+        flags = ["--algorithm", server, "--period", str(config["period"]), "--no-limit-headers", *config["flags"]]
+        with demo_api(config["rate"], config["burst"], 10_000_000, *flags) as url, tempfile.TemporaryDirectory() as tmp:
+            for kind in args.files:
+                table.add_row(*row(server, kind, rl_pipeline_cell(server, kind, days, args.runs, url, Path(tmp))))
+                print(f"{server} / {kind}: done", flush=True)
+            if args.dlt:
+                table.add_row(*row(server, f"dlt {version('dlt')} (no file)", dlt_cell(days, url, Path(tmp))))
+    Console(width=200).print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The policy half of every request to one endpoint: may it go now, and what did its answer teach?
+
+Before a request: quota -> circuit breaker -> rate (the learned pace, and the
+file's limits as ceilings), the rate last so that nothing stands between a
+grant and the send. After it: the server's headers, a 429's pause and the
+learned pace, the quota the server reports, the breaker. Everything lives in
+the shared store, so every worker on one API and credential obeys one guard.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from rl_pipeline.breaker import CircuitBreaker, CircuitOpen
+from rl_pipeline.clock import Clock
+from rl_pipeline.limits import Algorithm, Limit, RateLimiter, RateLimitTimeout
+from rl_pipeline.limits.headers import read_server_limit
+from rl_pipeline.pace import LearnedPace
+from rl_pipeline.quota import QuotaExhausted, QuotaLedger
+from rl_pipeline.sources import ApiSpec, RateLimitSpec
+from rl_pipeline.state import StateStore
+
+PACE = "pace"
+LATE = 0.001  # seconds between grant and send past which the next grant is pushed back
+COLD = 0.010  # seconds more after a connection's first request
+
+
+class Blocked(RuntimeError):
+    """No request may go within the bounds set (an open circuit, the limiter past the deadline)."""
+
+
+def paced(rate: float) -> Limit:
+    """Requests spaced evenly `1/rate` apart, none early: what a server with no burst accepts."""
+    return Limit(rate=rate, burst=1, algorithm=Algorithm.LEAKY_BUCKET)
+
+
+def shortest_rate(specs: list[RateLimitSpec]) -> float | None:
+    """Requests/s of the limit with the shortest period (the slowest, if several share it)."""
+    if not specs:
+        return None
+    shortest = min(rl.period for rl in specs)
+    return min(rl.rate / rl.period for rl in specs if rl.period == shortest)
+
+
+@dataclass(frozen=True)
+class Waited:
+    """Seconds one admission spent waiting, by cause, and when the rate granted it."""
+
+    quota: float
+    circuit: float
+    limiter: float
+    granted_at: float
+
+
+class ApiShared:
+    """What every endpoint of one API + credential shares: the quota ledger and the learned pace."""
+
+    def __init__(self, name: str, spec: ApiSpec, store: StateStore, namespace: str, clock: Clock) -> None:
+        self.name, self.spec, self.store, self.namespace, self.clock = name, spec, store, namespace, clock
+        self.quota = (
+            QuotaLedger(store, name, spec.quota.policy(), clock, key=f"quota:{namespace}") if spec.quota else None
+        )
+        self.pace = LearnedPace(store, f"rl:{{{namespace}}}:pace", spec.pace_policy(), clock)
+
+
+class EndpointGuard:
+    """Admits requests to one endpoint and learns from their answers.
+
+    `admit` returns once a request may be sent, having charged the quota and
+    taken a grant from every limit; `on_answer` takes the server's answer.
+    `on_event` hears what a user should see: pace changes and pauses.
+    """
+
+    def __init__(
+        self,
+        shared: ApiShared,
+        endpoint: str,
+        *,
+        rng: random.Random,
+        on_event: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        spec, margin = shared.spec, shared.spec.pacing.margin
+        self.shared, self.endpoint, self.rng, self.on_event = shared, endpoint, rng, on_event
+        self.clock = shared.clock
+        self.name = f"{shared.name}.{endpoint}"
+        endpoint_spec = spec.endpoints[endpoint]
+        limits = {f"api:{rl.name}": rl.to_limit() for rl in spec.rate_limits}
+        limits |= {f"endpoint:{endpoint}:{rl.name}": rl.to_limit() for rl in endpoint_spec.rate_limits}
+        limits[PACE] = paced(shared.pace.rate())
+        own = shortest_rate(endpoint_spec.rate_limits)
+        if own is not None:
+            limits[f"endpoint:{endpoint}:{PACE}"] = paced(own * (1 - margin))
+        self.limiter = RateLimiter(shared.store, limits, namespace=shared.namespace, clock=self.clock)
+        self.breaker = CircuitBreaker(
+            shared.store, f"breaker:{self.name}", self.name, spec.circuit_breaker.policy(), self.clock
+        )
+
+    def admit(self, started: float, deadline: float) -> Waited:
+        """Wait until a request may go: quota, then circuit, then rate. Raises QuotaExhausted or Blocked."""
+        quota = self._charge_quota()
+        circuit = self._wait_for_circuit(started)
+        self.limiter.set_limit(PACE, paced(self.shared.pace.rate()))
+        try:
+            limiter = self.limiter.acquire(timeout=max(0.0, started + deadline - self.clock.now()))
+        except RateLimitTimeout as exc:
+            raise Blocked(f"{exc} (the {deadline:g}s request deadline)") from None
+        return Waited(quota, circuit, limiter, self.clock.now())
+
+    def sending(self, granted_at: float, *, first: bool) -> None:
+        """Call just before the request leaves (`first`: the first on its connection).
+
+        A request that leaves late (a busy machine, a thread waiting for the
+        interpreter) would let the next one reach the server early, which a
+        server without burst refuses: the next grant is pushed back a full
+        interval from now. A connection's first request is late in ways not
+        seen from here (connecting, code run for the first time): it pushes
+        the next grant back by COLD more.
+        """
+        late = self.clock.now() - granted_at
+        if late > LATE or first:
+            self.limiter.pause(1 / self.limiter.limits[PACE].rate + (COLD if first else 0.0))
+
+    def _charge_quota(self) -> float:
+        """Count the request against the quotas; wait for a reset within `max_wait`, else raise QuotaExhausted."""
+        ledger, quota_spec = self.shared.quota, self.shared.spec.quota
+        if ledger is None or quota_spec is None:
+            return 0.0
+        waited = 0.0
+        while True:
+            try:
+                ledger.charge()
+                return waited
+            except QuotaExhausted as exc:
+                wait = exc.resets_at - self.clock.now()
+                if wait > quota_spec.max_wait:
+                    raise
+                self.on_event(f"{self.shared.name}: {exc}; waiting {wait:.0f}s for the reset")
+                waited += wait
+                self.clock.sleep(wait + self.rng.uniform(0, 1))
+
+    def _wait_for_circuit(self, started: float) -> float:
+        """Return once a request may go; wait (bounded) or raise Blocked while the circuit is open."""
+        config = self.shared.spec.circuit_breaker
+        waited = 0.0
+        while True:
+            try:
+                self.breaker.before_request()
+                return waited
+            except CircuitOpen as exc:
+                now = self.clock.now()
+                # Poll: a half-open probe usually answers well before its lease ends.
+                pause = min(max(exc.until - now, 0.0), 1.0) + self.rng.uniform(0, 0.05)
+                if config.on_open == "fail" or now + pause - started > config.max_wait:
+                    raise Blocked(str(exc)) from None
+                waited += pause
+                self.clock.sleep(pause)
+
+    def on_answer(self, status: int, headers: Mapping[str, str], *, healthy: bool = True) -> float | None:
+        """Learn from an HTTP answer (`healthy`: its body could be read); return its Retry-After, if any.
+
+        A 429 pauses every worker sharing the budget (for its Retry-After, or
+        the learned pause) and lowers the shared pace; a budget the server
+        reports spent pauses everyone until it refills; a success lets the
+        pace grow back. A 5xx counts against the breaker and says nothing about the rate.
+        """
+        server = read_server_limit(headers, self.clock.now())
+        shared = self.shared
+        remaining = shared.spec.quota and shared.spec.quota.remaining_header
+        if remaining and shared.quota and headers.get(remaining, "").isdigit():
+            shared.quota.follow_server(int(headers[remaining]))
+        pause = server.pause_for if (status == 429 or server.exhausted) else None
+        if status == 429:
+            refusal = shared.pace.on_refused(server.retry_after)
+            pause = max(pause or 0.0, refusal.pause)
+            if refusal.decreased:
+                self.on_event(
+                    f"{self.name}: HTTP 429; pacing at {refusal.after:.2f} req/s (was {refusal.before:.2f}; "
+                    f"the sources file allows {shared.pace.policy.ceiling:g}); everyone waits {pause:.1f}s"
+                )
+        elif status < 400:
+            shared.pace.on_success()
+        if pause:
+            self.limiter.pause(pause)
+        self.breaker.after_request(success=healthy and status < 500)
+        return server.retry_after
+
+    def on_failure(self) -> None:
+        """A timeout, a dropped connection or a broken body: the endpoint may be unwell."""
+        self.breaker.after_request(success=False)

@@ -1,0 +1,170 @@
+"""The rate the server really allows, learned from its answers, under the file's ceiling.
+
+A sources file says what someone believed the API allows; the server's 429s
+say what it does. Every request is paced (spaced evenly, no burst) at the
+rate this module gives, which:
+
+- starts at the ceiling less a small `margin` (send-time jitter must not turn
+  into 429s at a server that allows no burst), or, for an API that publishes
+  no limit, at `initial` and grows by `slow_start` per second of successes;
+- on a 429 falls to `decrease` times the rate that drew it: once per storm —
+  the 429s of requests already in flight, and of probes sent before anything
+  succeeded again, change nothing;
+- then climbs back within `recover` seconds to `settle` times the rate that
+  drew the 429, and beyond that only by `probe` of the ceiling per second, so
+  a server that really is slower is asked again rarely;
+- never goes above the ceiling or below `floor`, and grows only while
+  requests succeed (an idle hour does not bring back a rate nobody tried).
+
+The state lives in the store, so every worker, process and machine on one
+API and credential paces together, and the next run starts from what this
+one learned. Reading it is one `get`; a write happens on a 429, and at most
+once a second on success.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from rl_pipeline.clock import SYSTEM_CLOCK, Clock
+from rl_pipeline.state.base import StateStore
+
+GROWTH_WITHOUT_NEWS = 1.0  # seconds the rate may keep growing after the last success heard of
+
+
+@dataclass(frozen=True)
+class PacePolicy:
+    ceiling: float  # requests/s, never exceeded
+    initial: float  # requests/s where an API with no history starts
+    floor: float  # requests/s, the least it falls to
+    margin: float = 0.03  # pace this share under the published rate
+    decrease: float = 0.8  # factor on a 429
+    recover: float = 5.0  # seconds to climb back to `settle` times the rate that drew the last 429
+    settle: float = 0.95  # a server refuses near its limit on arrival jitter alone: stay this far under
+    probe: float = 0.0005  # beyond that, share of the ceiling regained per second
+    slow_start: float = 1.5  # before any 429: factor per second of successes (unpublished limits only)
+    cooldown: float = 1.0  # seconds after a decrease in which 429s do not decrease again
+    pause: float = 1.0  # seconds every worker waits after a 429 that gives no Retry-After
+    max_pause: float = 30.0  # the longest such wait, when 429s keep coming with nothing in between
+
+
+@dataclass(frozen=True)
+class PaceState:
+    base: float  # the rate at `since`
+    since: float  # when the rate was last set (a decrease, or a slow-start step)
+    refused_at_rate: float = math.inf  # the rate that drew the last 429
+    last_success: float = 0.0
+    last_429: float = 0.0
+    strikes: int = 0  # 429s in a row with no success between them (pause lengthens with them)
+
+    def encode(self) -> str:
+        times = (self.base, self.since, self.refused_at_rate, self.last_success, self.last_429)
+        return ",".join([*map(repr, times), str(self.strikes)])
+
+    @classmethod
+    def decode(cls, raw: str) -> PaceState:
+        *times, strikes = raw.split(",")
+        base, since, refused_at_rate, last_success, last_429 = map(float, times)
+        return cls(base, since, refused_at_rate, last_success, last_429, int(strikes))
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What one 429 changed: the pace before and after, and how long everyone waits."""
+
+    before: float
+    after: float
+    pause: float
+
+    @property
+    def decreased(self) -> bool:
+        return self.after < self.before
+
+
+class LearnedPace:
+    """The shared, learned pace of one API + credential (requests per second)."""
+
+    def __init__(self, store: StateStore, key: str, policy: PacePolicy, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.store, self.key, self.policy, self.clock = store, key, policy, clock
+
+    @property
+    def cap(self) -> float:
+        """The fastest it ever paces: the ceiling less the margin."""
+        return self.policy.ceiling * (1 - self.policy.margin)
+
+    def _state(self, raw: str | None) -> PaceState:
+        if raw is None:
+            return PaceState(base=min(self.cap, self.policy.initial), since=self.clock.now())
+        return PaceState.decode(raw)
+
+    def rate_of(self, state: PaceState, now: float) -> float:
+        """The pace `state` gives at `now`."""
+        policy = self.policy
+        # Growth runs from `since` while successes keep coming, and stops GROWTH_WITHOUT_NEWS after the last.
+        grown = 0.0
+        if state.last_success >= state.since:
+            grown = max(0.0, min(now, state.last_success + GROWTH_WITHOUT_NEWS) - state.since)
+        if math.isinf(state.refused_at_rate):
+            rate = state.base * policy.slow_start**grown if state.base < self.cap else state.base
+        else:
+            target = max(state.base, state.refused_at_rate * policy.settle)
+            climbed = state.base + (target - state.base) * min(1.0, grown / policy.recover)
+            rate = climbed + policy.probe * policy.ceiling * max(0.0, grown - policy.recover)
+        return min(self.cap, max(policy.floor, rate))
+
+    def rate(self) -> float:
+        """Requests per second to pace at now."""
+        return self.rate_of(self._state(self.store.get(self.key)), self.clock.now())
+
+    def on_success(self) -> None:
+        """Let the pace keep growing: written at most once per second, not once per request."""
+        now = self.clock.now()
+        state = self._state(self.store.get(self.key))
+        if now - state.last_success < GROWTH_WITHOUT_NEWS / 2 and state.strikes == 0:
+            return
+
+        def note(raw: str | None) -> str:
+            old = self._state(raw)
+            if old.last_success < now - GROWTH_WITHOUT_NEWS:
+                # Growth had stopped (idle, or refused): a new span starts here, from where it got to.
+                return replace(old, base=self.rate_of(old, now), since=now, last_success=now, strikes=0).encode()
+            return replace(old, last_success=max(old.last_success, now), strikes=0).encode()
+
+        self.store.update(self.key, note)
+
+    def on_refused(self, retry_after: float | None) -> Refusal:
+        """A 429: decrease once per storm; return the change and the pause everyone should keep."""
+        now = self.clock.now()
+        policy = self.policy
+        outcome: list[Refusal] = []
+
+        def refuse(raw: str | None) -> str:
+            old = self._state(raw)
+            before = self.rate_of(old, now)
+            if now - old.last_429 < policy.cooldown:
+                after, state = before, old  # the same storm: requests in flight when the first came back
+            elif old.last_success > old.last_429:
+                after = max(policy.floor, before * policy.decrease)
+                state = PaceState(after, now, before, old.last_success, now, strikes=1)
+            else:
+                after = before  # probing after a pause, refused again: wait longer, do not cut again
+                state = replace(old, last_429=now, strikes=old.strikes + 1)
+            wait = retry_after if retry_after is not None else policy.pause * 2 ** max(0, state.strikes - 1)
+            outcome[:] = [Refusal(before, after, min(wait, policy.max_pause) if retry_after is None else wait)]
+            return state.encode()
+
+        self.store.update(self.key, refuse)
+        return outcome[0]
+
+
+def describe_pace(pace: LearnedPace) -> str:
+    """`18.40 req/s (learned: 429s at 19.00; the sources file allows 20)`, for status lines."""
+    raw = pace.store.get(pace.key)
+    state = PaceState.decode(raw) if raw else None
+    rate = pace.rate()
+    if state is None or math.isinf(state.refused_at_rate):
+        learned = "no 429 seen" if state else "nothing learned yet"
+    else:
+        learned = f"learned: last 429 at {state.refused_at_rate:.2f}"
+    return f"{rate:.2f} req/s ({learned}; the sources file allows {pace.policy.ceiling:g})"

@@ -1,0 +1,128 @@
+"""The learned pace: exact on a fake clock over every store, then against the demo API."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from rl_pipeline.client import ApiClient
+from rl_pipeline.clock import FakeClock
+from rl_pipeline.demo_api import day_records
+from rl_pipeline.pace import LearnedPace, PacePolicy
+from rl_pipeline.sources import AdaptiveSpec, load_sources
+from rl_pipeline.state import open_store
+from rl_pipeline_tests.conftest import TOKEN
+
+PUBLISHED = PacePolicy(ceiling=20, initial=20, floor=0.2)  # margin 0.03, decrease 0.8, recover 5 s
+
+
+def test_paces_under_the_published_rate_until_the_server_refuses(store, namespace) -> None:
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
+    assert pace.rate() == pytest.approx(19.4)  # 3% under the file's rate: room for send jitter
+    pace.on_success()
+    clock.advance(60)
+    pace.on_success()
+    assert pace.rate() == pytest.approx(19.4)  # never above the ceiling less the margin
+    clock.advance(0.05)
+
+    refusal = pace.on_refused(retry_after=None)
+    assert (refusal.before, refusal.after) == (pytest.approx(19.4), pytest.approx(15.52))
+    assert refusal.decreased and refusal.pause == 1.0  # no Retry-After: the policy's pause
+    clock.advance(0.2)
+    again = pace.on_refused(retry_after=2.0)  # in flight when the first came back: the same storm
+    assert not again.decreased and again.pause == 2.0
+    assert pace.rate() == pytest.approx(15.52)
+
+
+def test_climbs_back_to_just_under_the_refused_rate_then_only_probes(store, namespace) -> None:
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
+    pace.on_success()
+    clock.advance(0.05)
+    pace.on_refused(retry_after=None)  # refused at 19.4 -> 15.52
+    target = 19.4 * 0.95
+    for _ in range(10):  # 2.5 s of successes: half way
+        clock.advance(0.25)
+        pace.on_success()
+    assert pace.rate() == pytest.approx(15.52 + (target - 15.52) * 0.5, abs=1e-6)
+    for _ in range(10):
+        clock.advance(0.25)
+        pace.on_success()
+    assert pace.rate() == pytest.approx(target, abs=1e-6)
+    for _ in range(40):  # 10 s more: probing at 0.2% of the ceiling a second
+        clock.advance(0.25)
+        pace.on_success()
+    assert pace.rate() == pytest.approx(target + 0.0005 * 20 * 10, abs=1e-6)
+
+
+def test_growth_needs_successes_an_idle_hour_brings_nothing_back(store, namespace) -> None:
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
+    pace.on_success()
+    clock.advance(0.05)
+    pace.on_refused(retry_after=None)
+    clock.advance(3600)
+    assert pace.rate() == pytest.approx(15.52)  # no success heard of since the 429
+    pace.on_success()
+    clock.advance(0.5)
+    assert pace.rate() == pytest.approx(15.52 + (19.4 * 0.95 - 15.52) * 0.1, abs=1e-6)
+
+
+def test_refused_again_with_nothing_between_waits_longer_but_does_not_cut_again(store, namespace) -> None:
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
+    pace.on_success()
+    clock.advance(0.05)
+    pauses = []
+    for _ in range(4):  # a server that counts refused requests: each probe after the pause is refused too
+        pauses.append(pace.on_refused(retry_after=None).pause)
+        clock.advance(pauses[-1])
+    assert pauses == [1.0, 2.0, 4.0, 8.0]
+    assert pace.rate() == pytest.approx(15.52)  # one decrease for the whole episode
+    pace.on_success()
+    clock.advance(1.5)
+    later = pace.on_refused(retry_after=None)  # a success came between: this is news, and the pause starts over
+    assert later.decreased and later.after == pytest.approx(0.8 * later.before) and later.pause == 1.0
+
+
+def test_an_unpublished_limit_starts_slow_and_grows_until_refused(store, namespace) -> None:
+    clock = FakeClock()
+    policy = PacePolicy(ceiling=1000, initial=5, floor=0.1)
+    pace = LearnedPace(store, f"{namespace}:pace", policy, clock)
+    assert pace.rate() == 5
+    for _ in range(8):  # 2 s of successes
+        pace.on_success()
+        clock.advance(0.25)
+    pace.on_success()
+    assert pace.rate() == pytest.approx(5 * 1.5**2, rel=1e-6)
+    clock.advance(600)  # idle: no growth without successes
+    assert pace.rate() == pytest.approx(5 * 1.5**3, rel=1e-6)  # at most GROWTH_WITHOUT_NEWS (1 s) past the last
+    again = LearnedPace(store, f"{namespace}:pace", policy, clock)
+    assert again.rate() == pace.rate()  # the next run (any process) starts from what was learned
+
+
+def test_an_unpublished_limit_is_learned_against_the_demo_api(make_demo_api, tmp_path) -> None:
+    server = make_demo_api(rate=6, burst=1, algorithm="leaky_bucket", limit_headers=False)
+    spec = (
+        load_sources()
+        .apis["demo"]
+        .model_copy(update={"rate_limits": [], "adaptive": AdaptiveSpec(initial_rate=30, min_rate=1, max_rate=100)})
+    )
+    store_url = f"sqlite:///{tmp_path}/state.sqlite"
+    client = ApiClient("demo", spec, token=TOKEN, store=open_store(store_url))
+    days = [date(2024, 1, 4), date(2024, 1, 23)]  # 14 + 11 pages
+    got = [r for day in days for page in client.fetch_day("events_offset", day) for r in page.records]
+    assert got == [r for day in days for r in day_records(42, day)]
+    learned = client.pace.rate()
+    assert 3 <= learned <= 6, learned  # from 30 down to under the real 6 req/s
+    first_run_429s = client.stats.rate_limited
+    assert first_run_429s > 0
+
+    # A second run on the same store starts from the learned rate and is refused far less.
+    server.api.reset()
+    second = ApiClient("demo", spec, token=TOKEN, store=open_store(store_url))
+    got = [r for page in second.fetch_day("events_offset", days[0]) for r in page.records]
+    assert got == day_records(42, days[0])
+    assert second.stats.rate_limited < first_run_429s
