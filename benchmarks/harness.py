@@ -38,6 +38,8 @@ def demo_api(rate: float, burst: int, daily_quota: int = 10_000_000, *options: s
          "--burst", str(burst), "--daily-quota", str(daily_quota), *options],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
+    if os.environ.get("RL_BENCH_NICE"):
+        os.setpriority(os.PRIO_PROCESS, server.pid, int(os.environ["RL_BENCH_NICE"]))
     try:
         for _ in range(200):
             try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from rl_pipeline.breaker import CircuitBreaker, CircuitOpen
 from rl_pipeline.clock import Clock
-from rl_pipeline.limits import Algorithm, Limit, RateLimiter, RateLimitTimeout
+from rl_pipeline.limits import Algorithm, Limit, RateLimiter
 from rl_pipeline.limits.headers import read_server_limit
 from rl_pipeline.pace import LearnedPace
 from rl_pipeline.quota import QuotaExhausted, QuotaLedger
@@ -86,8 +86,8 @@ class EndpointGuard:
         self.clock = shared.clock
         self.name = f"{shared.name}.{endpoint}"
         endpoint_spec = spec.endpoints[endpoint]
-        limits = {f"api:{rl.name}": rl.to_limit() for rl in spec.rate_limits}
-        limits |= {f"endpoint:{endpoint}:{rl.name}": rl.to_limit() for rl in endpoint_spec.rate_limits}
+        limits = {f"api:{rl.key}": rl.to_limit() for rl in spec.rate_limits}
+        limits |= {f"endpoint:{endpoint}:{rl.key}": rl.to_limit() for rl in endpoint_spec.rate_limits}
         limits[PACE] = paced(shared.pace.rate())
         own = shortest_rate(endpoint_spec.rate_limits)
         if own is not None:
@@ -101,12 +101,25 @@ class EndpointGuard:
         """Wait until a request may go: quota, then circuit, then rate. Raises QuotaExhausted or Blocked."""
         quota = self._charge_quota()
         circuit = self._wait_for_circuit(started)
-        self.limiter.set_limit(PACE, paced(self.shared.pace.rate()))
-        try:
-            limiter = self.limiter.acquire(timeout=max(0.0, started + deadline - self.clock.now()))
-        except RateLimitTimeout as exc:
-            raise Blocked(f"{exc} (the {deadline:g}s request deadline)") from None
+        limiter = self._wait_for_rate(started, deadline)
         return Waited(quota, circuit, limiter, self.clock.now())
+
+    def _wait_for_rate(self, started: float, deadline: float) -> float:
+        """Take a grant from every limit at the pace as it is now: a 429 seen by another worker
+        during the wait (typically its pause) lowers the pace this grant is spaced by."""
+        begun = self.clock.now()
+        while True:
+            self.limiter.set_limit(PACE, paced(self.shared.pace.rate()))
+            wait = self.limiter.attempt()
+            now = self.clock.now()
+            if wait == 0.0:
+                return now - begun
+            if now + wait - started > deadline:
+                raise Blocked(
+                    f"rate limit {', '.join(self.limiter.limits)}: no grant within the {deadline:g}s request "
+                    f"deadline (next in {wait:.3f}s)"
+                )
+            self.clock.sleep(wait)
 
     def sending(self, granted_at: float, *, first: bool) -> None:
         """Call just before the request leaves (`first`: the first on its connection).

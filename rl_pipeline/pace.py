@@ -11,8 +11,10 @@ rate this module gives, which:
   the 429s of requests already in flight, and of probes sent before anything
   succeeded again, change nothing;
 - then climbs back within `recover` seconds to `settle` times the rate that
-  drew the 429, and beyond that only by `probe` of the ceiling per second, so
-  a server that really is slower is asked again rarely;
+  drew the 429 — or, when the 429 came alone (`memory` seconds after the
+  last: a request that reached the server a little early), to where it had
+  settled; beyond that it climbs only by `probe` of the ceiling per second,
+  so a server that really is slower is asked again rarely;
 - never goes above the ceiling or below `floor`, and grows only while
   requests succeed (an idle hour does not bring back a rate nobody tried).
 
@@ -38,13 +40,14 @@ class PacePolicy:
     ceiling: float  # requests/s, never exceeded
     initial: float  # requests/s where an API with no history starts
     floor: float  # requests/s, the least it falls to
-    margin: float = 0.03  # pace this share under the published rate
+    margin: float = 0.05  # pace this share under the published rate
     decrease: float = 0.8  # factor on a 429
     recover: float = 5.0  # seconds to climb back to `settle` times the rate that drew the last 429
     settle: float = 0.95  # a server refuses near its limit on arrival jitter alone: stay this far under
     probe: float = 0.0005  # beyond that, share of the ceiling regained per second
     slow_start: float = 1.5  # before any 429: factor per second of successes (unpublished limits only)
     cooldown: float = 1.0  # seconds after a decrease in which 429s do not decrease again
+    memory: float = 20.0  # a 429 this long after the last, at the settled pace, leaves the pace where it settled
     pause: float = 1.0  # seconds every worker waits after a 429 that gives no Retry-After
     max_pause: float = 30.0  # the longest such wait, when 429s keep coming with nothing in between
 
@@ -98,6 +101,10 @@ class LearnedPace:
             return PaceState(base=min(self.cap, self.policy.initial), since=self.clock.now())
         return PaceState.decode(raw)
 
+    def target(self, state: PaceState) -> float:
+        """Where the pace settles after a 429: `settle` times the rate that drew it (the cap before any)."""
+        return min(self.cap, state.refused_at_rate * self.policy.settle)
+
     def rate_of(self, state: PaceState, now: float) -> float:
         """The pace `state` gives at `now`."""
         policy = self.policy
@@ -108,7 +115,7 @@ class LearnedPace:
         if math.isinf(state.refused_at_rate):
             rate = state.base * policy.slow_start**grown if state.base < self.cap else state.base
         else:
-            target = max(state.base, state.refused_at_rate * policy.settle)
+            target = max(state.base, self.target(state))
             climbed = state.base + (target - state.base) * min(1.0, grown / policy.recover)
             rate = climbed + policy.probe * policy.ceiling * max(0.0, grown - policy.recover)
         return min(self.cap, max(policy.floor, rate))
@@ -146,7 +153,13 @@ class LearnedPace:
                 after, state = before, old  # the same storm: requests in flight when the first came back
             elif old.last_success > old.last_429:
                 after = max(policy.floor, before * policy.decrease)
-                state = PaceState(after, now, before, old.last_success, now, strikes=1)
+                # A refusal long after the last one is arrival jitter (a request that reached the server a
+                # little early): dip, and come back to where it had settled. One soon after another says
+                # the pace is too high: it settles under this one. So does the first while growing unguided.
+                slow_starting = math.isinf(old.refused_at_rate) and policy.initial < self.cap
+                isolated = now - old.last_429 >= policy.memory and not slow_starting
+                refused_at = max(old.refused_at_rate, before) if isolated else before
+                state = PaceState(after, now, refused_at, old.last_success, now, strikes=1)
             else:
                 after = before  # probing after a pause, refused again: wait longer, do not cut again
                 state = replace(old, last_429=now, strikes=old.strikes + 1)

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rl_pipeline.breaker import BreakerPolicy
 from rl_pipeline.limits.algorithms import Algorithm, Limit
@@ -54,12 +63,17 @@ class RateLimitSpec(_Spec):
     throughput, only burst. Sliding windows have no burst and keep none back.
     """
 
-    name: str = "default"
+    name: str | None = None  # default: what it says, e.g. "20/1s"
     rate: float = Field(gt=0, allow_inf_nan=False)
     period: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     burst: float | None = Field(default=None, ge=1, allow_inf_nan=False)
     algorithm: Algorithm = Algorithm.TOKEN_BUCKET
     jitter_tolerance: float = Field(default=0.25, ge=0, allow_inf_nan=False)
+
+    @property
+    def key(self) -> str:
+        """The limit's name in the state store: its own, or what it says."""
+        return self.name or f"{self.rate:g}/{self.period:g}s"
 
     def to_limit(self) -> Limit:
         published = Limit(rate=self.rate, period=self.period, burst=self.burst, algorithm=self.algorithm)
@@ -71,6 +85,17 @@ class RateLimitSpec(_Spec):
             burst=max(1.0, published.capacity - self.jitter_tolerance * published.refill),
             algorithm=self.algorithm,
         )
+
+
+def _distinct_limits(limits: list[RateLimitSpec]) -> list[RateLimitSpec]:
+    seen: dict[str, RateLimitSpec] = {}
+    for limit in limits:
+        if seen.setdefault(limit.key, limit) != limit:
+            raise ValueError(f"two different rate limits are named {limit.key!r}; give each its own `name`")
+    return limits
+
+
+RateLimits = Annotated[list[RateLimitSpec], AfterValidator(_distinct_limits)]
 
 
 class AdaptiveSpec(_Spec):
@@ -90,7 +115,7 @@ class AdaptiveSpec(_Spec):
 class PacingSpec(_Spec):
     """How requests are paced and what a 429 teaches (see `rl_pipeline/pace.py`)."""
 
-    margin: float = Field(default=0.03, ge=0, lt=0.5, description="pace this share under a known rate")
+    margin: float = Field(default=0.05, ge=0, lt=0.5, description="pace this share under a known rate")
     decrease: float = Field(default=0.8, gt=0, lt=1, description="factor applied to the pace on a 429")
     recover: float = Field(default=5.0, gt=0, allow_inf_nan=False, description="seconds to climb back after one")
     pause: float = Field(
@@ -221,7 +246,7 @@ class EndpointSpec(_Spec):
     id_field: str = "id"
     table: str | None = None
     params: dict[str, str] = Field(default_factory=dict)
-    rate_limits: list[RateLimitSpec] = Field(default_factory=list)
+    rate_limits: RateLimits = Field(default_factory=list)
 
     @field_validator("table", "id_field")
     @classmethod
@@ -237,7 +262,7 @@ class ApiSpec(_Spec):
     base_url_env: str | None = None
     token_env: str | None = None
     start_date: date
-    rate_limits: list[RateLimitSpec] = Field(default_factory=list)
+    rate_limits: RateLimits = Field(default_factory=list)
     adaptive: AdaptiveSpec | None = None
     pacing: PacingSpec = Field(default_factory=PacingSpec)
     circuit_breaker: CircuitBreakerSpec = Field(default_factory=CircuitBreakerSpec)

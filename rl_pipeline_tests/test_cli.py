@@ -139,15 +139,16 @@ def test_backfill_runs_ranges_at_once_and_a_failed_one_stops_it_until_rerun(make
     from rl_pipeline.demo_api.faults import Faults
 
     server = make_demo_api(rate=20, burst=20, faults=Faults(missing_id_on=date(2024, 2, 10)))
-    days = day_range("2024-01-01", "2024-03-05")  # runs of 30, 30 and 5 days
+    days = day_range("2024-01-01", "2024-03-05")  # two runs at once: 33 and 32 days
     failed = cli("backfill", "--asset", "events_offset", "--from", days[0], "--to", days[-1], "--runs", "2")
     assert failed.returncode == 1
     assert "partition 2024-02-10" in failed.stderr and "has no 'id'" in failed.stderr
     instance = dg.DagsterInstance.get()
     done = instance.get_materialized_partitions(dg.AssetKey("events_offset"))
-    assert set(days[:30]) <= done and "2024-02-10" not in done
-    first, second = sorted(instance.get_runs(), key=lambda run: run.tags[RANGE_START])[:2]
-    assert first.tags[RANGE_START] == days[0] and second.tags[RANGE_START] == days[30]
+    assert set(days[:33]) <= done and "2024-02-10" not in done  # the other run finished; its own days before
+    assert set(days[33:40]) <= done  # the failed one are done too
+    first, second = sorted(instance.get_runs(), key=lambda run: run.tags[RANGE_START])
+    assert first.tags[RANGE_START] == days[0] and second.tags[RANGE_START] == days[33]
     a, b = (instance.get_run_record_by_id(run.run_id) for run in (first, second))
     assert a.start_time < b.end_time and b.start_time < a.end_time  # the two ranges ran at once
 

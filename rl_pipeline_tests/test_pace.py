@@ -14,7 +14,7 @@ from rl_pipeline.sources import AdaptiveSpec, load_sources
 from rl_pipeline.state import open_store
 from rl_pipeline_tests.conftest import TOKEN
 
-PUBLISHED = PacePolicy(ceiling=20, initial=20, floor=0.2)  # margin 0.03, decrease 0.8, recover 5 s
+PUBLISHED = PacePolicy(ceiling=20, initial=20, floor=0.2, margin=0.03)  # decrease 0.8, recover 5 s, settle 0.95
 
 
 def test_paces_under_the_published_rate_until_the_server_refuses(store, namespace) -> None:
@@ -36,33 +36,57 @@ def test_paces_under_the_published_rate_until_the_server_refuses(store, namespac
     assert pace.rate() == pytest.approx(15.52)
 
 
-def test_climbs_back_to_just_under_the_refused_rate_then_only_probes(store, namespace) -> None:
+def succeed_for(pace: LearnedPace, clock: FakeClock, seconds: float) -> None:
+    for _ in range(round(seconds / 0.25)):
+        clock.advance(0.25)
+        pace.on_success()
+
+
+def refused_twice(pace: LearnedPace, clock: FakeClock) -> float:
+    """A 429 at the cap, 2 s of successes, another: the second lowers where the pace settles. Returns its rate."""
+    pace.on_success()
+    clock.advance(0.05)
+    pace.on_refused(retry_after=None)
+    succeed_for(pace, clock, 2.0)
+    return pace.on_refused(retry_after=None).before
+
+
+def test_a_lone_429_at_the_settled_pace_is_jitter_and_the_pace_comes_back(store, namespace) -> None:
     clock = FakeClock()
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
     pace.on_success()
     clock.advance(0.05)
-    pace.on_refused(retry_after=None)  # refused at 19.4 -> 15.52
-    target = 19.4 * 0.95
-    for _ in range(10):  # 2.5 s of successes: half way
-        clock.advance(0.25)
-        pace.on_success()
-    assert pace.rate() == pytest.approx(15.52 + (target - 15.52) * 0.5, abs=1e-6)
-    for _ in range(10):
-        clock.advance(0.25)
-        pace.on_success()
+    assert pace.on_refused(retry_after=None).after == pytest.approx(15.52)
+    succeed_for(pace, clock, 1.0)
+    assert pace.rate() == pytest.approx(19.4)  # back at the cap within a second
+    succeed_for(pace, clock, 30.0)
+    again = pace.on_refused(retry_after=None)  # alone again, 30 s later: the same
+    succeed_for(pace, clock, 1.0)
+    assert again.decreased and pace.rate() == pytest.approx(19.4)
+
+
+def test_429s_in_a_row_settle_it_under_the_refused_rate_then_it_only_probes(store, namespace) -> None:
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
+    refused = refused_twice(pace, clock)
+    assert refused == pytest.approx(19.4)
+    low, target = 0.8 * refused, 0.95 * refused
+    succeed_for(pace, clock, 2.5)  # half way back
+    assert pace.rate() == pytest.approx(low + (target - low) * 0.5, abs=1e-6)
+    succeed_for(pace, clock, 2.5)
     assert pace.rate() == pytest.approx(target, abs=1e-6)
-    for _ in range(40):  # 10 s more: probing at 0.2% of the ceiling a second
-        clock.advance(0.25)
-        pace.on_success()
+    succeed_for(pace, clock, 10.0)  # probing at 0.05% of the ceiling a second
     assert pace.rate() == pytest.approx(target + 0.0005 * 20 * 10, abs=1e-6)
+    succeed_for(pace, clock, 30.0)
+    pace.on_refused(retry_after=None)  # alone, at the settled pace: where it settles stays
+    succeed_for(pace, clock, 5.0)
+    assert pace.rate() == pytest.approx(target, abs=1e-6)
 
 
 def test_growth_needs_successes_an_idle_hour_brings_nothing_back(store, namespace) -> None:
     clock = FakeClock()
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
-    pace.on_success()
-    clock.advance(0.05)
-    pace.on_refused(retry_after=None)
+    refused_twice(pace, clock)
     clock.advance(3600)
     assert pace.rate() == pytest.approx(15.52)  # no success heard of since the 429
     pace.on_success()

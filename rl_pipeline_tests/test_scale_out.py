@@ -96,4 +96,4 @@ def test_two_dagster_processes_on_postgres_and_redis_hold_one_limit(
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert instance.get_materialized_partitions(dg.AssetKey("events_offset")) == set(days)
         runs = instance.get_runs()
-        assert len(runs) == 4 and all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)  # 2 halves of 2 chunks
+        assert len(runs) == 8 and all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)  # 2 halves of 4 runs

@@ -31,6 +31,13 @@ def api(data):
         (lambda d: api(d)["rate_limits"][0].update(period=0), "apis.demo.rate_limits.0.period", "greater than 0"),
         (lambda d: api(d)["rate_limits"][0].update(burst=0), "apis.demo.rate_limits.0.burst", "greater than or equal"),
         (lambda d: api(d).update(rate_limits=[]), "apis.demo", "give the published `rate_limits`, or `adaptive`"),
+        (  # D1: two different limits under one name: one of them would silently not be enforced
+            lambda d: api(d).update(
+                rate_limits=[{"name": "a", "rate": 10}, {"name": "a", "rate": 1000, "period": 3600}]
+            ),
+            "apis.demo.rate_limits",
+            "two different rate limits are named 'a'",
+        ),
         (lambda d: api(d).update(base_url="ftp://x"), "apis.demo.base_url", "http://"),
         (lambda d: api(d).pop("start_date"), "apis.demo.start_date", "Field required"),
         (

@@ -58,20 +58,12 @@ def check_range(spec: ApiSpec, first: str, last: str) -> tuple[str, str]:
     return start.isoformat(), end.isoformat()
 
 
-def chunks(
-    days: list[str], all_keys: list[str], size: int = MAX_PARTITIONS_PER_RUN, stagger: int = 1
-) -> list[tuple[str, str]]:
-    """Consecutive stretches of `days`, each at most `size` long, as (first, last).
-
-    With `stagger` = n, the first n stretches are cut to 1/n, 2/n, ... of `size`: n runs
-    started together then end apart, so while one starts up the others keep the limit busy.
-    """
+def chunks(days: list[str], all_keys: list[str], size: int = MAX_PARTITIONS_PER_RUN) -> list[tuple[str, str]]:
+    """Consecutive stretches of `days`, each at most `size` long, as (first, last)."""
     position = {key: i for i, key in enumerate(all_keys)}
-    limits = [math.ceil(size * (i + 1) / stagger) for i in range(stagger - 1)]
     out: list[list[str]] = []
     for day in days:
-        limit = limits[len(out) - 1] if 0 < len(out) <= len(limits) else size
-        if out and position[day] == position[out[-1][-1]] + 1 and len(out[-1]) < limit:
+        if out and position[day] == position[out[-1][-1]] + 1 and len(out[-1]) < size:
             out[-1].append(day)
         else:
             out.append([day])
@@ -138,9 +130,10 @@ def backfill(
     on_progress: Callable[[Progress, int], None],
     runs_at_once: int = RUNS_AT_ONCE,
 ) -> tuple[Progress, int, str | None]:
-    """Materialize the missing days first..last in ranged runs of up to 30 days, each a child
-    process, `runs_at_once` at a time (they share one rate budget), until done, failed or
-    interrupted. On a failure no further run starts; those running finish.
+    """Materialize the missing days first..last in `runs_at_once` ranged runs, each a child process
+    (they share one rate budget), until done, failed or interrupted. Each day is reported materialized
+    as it is written, so a failed or interrupted run leaves its finished days done. On a failure no
+    further run starts; those running finish.
     Returns (progress, days wanted, error)."""
     instance = dg.DagsterInstance.get()
     all_keys = partition_keys(spec)
@@ -149,7 +142,10 @@ def backfill(
     missing = [key for key in wanted if key not in done]
     started = time.time()
     total = Progress(done=len(wanted) - len(missing))
-    waiting = chunks(missing, all_keys, stagger=max(1, runs_at_once))
+    # As many runs as may go at once, each a stretch of the missing days: every run process pays its
+    # start-up before the first request, none while others fetch (a start-up mid-backfill leaves the
+    # limit idle when the runs before it end together, and its CPU load delays others' sends).
+    waiting = chunks(missing, all_keys, size=max(1, math.ceil(len(missing) / max(1, runs_at_once))))
     running: list[subprocess.Popen[str]] = []
     error: str | None = None
     try:

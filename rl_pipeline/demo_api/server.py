@@ -22,9 +22,12 @@ object of `Faults` switches (plus `outage_seconds`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import random
+import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -40,6 +43,7 @@ from rl_pipeline.demo_api.faults import Faults
 from rl_pipeline.demo_api.limits import ServerAlgorithm, ServerLimit
 
 MAX_PAGE_SIZE = 100
+SO_TIMESTAMP = 29  # Linux's socket option (and control message) for receive stamps (a timeval)
 
 
 @dataclass
@@ -77,14 +81,14 @@ class DemoApi:
     def reset(self) -> None:
         with self.lock:
             self.rng = random.Random(self.config.faults.seed)
-            self.limit = self.config.limit(time.monotonic())
+            self.limit = self.config.limit(time.time())
             self.quota_day: date | None = None
             self.quota_used = 0
             self.log: list[tuple[float, int, str]] = []
             self.faults_served: Counter[str] = Counter()
 
-    def admit(self) -> tuple[int, dict[str, str], str | None]:
-        """Charge one request: (status, headers, error message or None)."""
+    def admit(self, arrived: float) -> tuple[int, dict[str, str], str | None]:
+        """Charge one request that reached the host at `arrived`: (status, headers, error message or None)."""
         with self.lock:
             today = datetime.now(UTC).date()
             if self.quota_day != today:
@@ -102,7 +106,7 @@ class DemoApi:
                     f"resets at {reset_at.isoformat().replace('+00:00', 'Z')}"
                 )
                 return 429, headers | self._limit_headers(), message
-            granted, wait = self.limit.admit(time.monotonic())
+            granted, wait = self.limit.admit(arrived)
             headers = self._limit_headers() | quota_headers
             if not granted:
                 headers["X-Quota-Remaining"] = str(self.config.daily_quota - self.quota_used)
@@ -113,7 +117,7 @@ class DemoApi:
             return 200, headers, None
 
     def _limit_headers(self) -> dict[str, str]:
-        return self.limit.headers(time.monotonic()) if self.config.limit_headers else {}
+        return self.limit.headers(time.time()) if self.config.limit_headers else {}
 
     def draw_fault(self) -> str | None:
         """Which random fault, if any, this request meets."""
@@ -226,8 +230,34 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, {"error": "not found"})
 
+    def setup(self) -> None:
+        super().setup()
+        with contextlib.suppress(OSError):  # Linux: the kernel stamps each packet as it arrives
+            self.connection.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+
+    def handle_one_request(self) -> None:
+        self.arrived = self._arrival()
+        super().handle_one_request()
+
+    def _arrival(self) -> float:
+        """When the next request reached this host, stamped by the kernel (epoch seconds).
+
+        A real server decides on arrival, in C; this one is Python, whose
+        threads may wait milliseconds for the interpreter before they read a
+        request. Deciding on the kernel's stamp keeps that wait out of the limit.
+        """
+        try:
+            _, ancillary, _, _ = self.connection.recvmsg(1, socket.CMSG_SPACE(16), socket.MSG_PEEK)
+        except OSError:
+            return time.time()
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(data) >= 16:
+                seconds, microseconds = struct.unpack("qq", data[:16])
+                return seconds + microseconds / 1e6
+        return time.time()
+
     def do_GET(self) -> None:
-        arrived = time.time()
+        arrived = self.arrived
         url = urlsplit(self.path)
         api = self.server.api
         if url.path == "/_admin/stats":
@@ -242,7 +272,7 @@ class Handler(BaseHTTPRequestHandler):
         elif self.headers.get("Authorization") != f"Bearer {api.config.token}":
             status, body, headers = 401, {"error": "missing or invalid bearer token"}, {}
         else:
-            status, headers, message = api.admit()
+            status, headers, message = api.admit(arrived)
             body = {"error": message}
             fault = api.draw_fault() if status == 200 else None
             if fault == "error":

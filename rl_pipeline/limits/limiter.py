@@ -61,10 +61,15 @@ class RateLimiter:
         if seconds > 0:
             self.store.pause(self.namespace, self.clock.now() + seconds)
 
+    def attempt(self, cost: float = 1) -> float:
+        """Take `cost` now if every limit allows it and return 0.0; else take nothing and return
+        the seconds until it could be granted. Never waits."""
+        self._check_cost(cost)
+        return self.store.acquire(self.namespace, self._named, cost, self.clock.now())
+
     def try_acquire(self, cost: float = 1) -> bool:
         """Take `cost` now if every limit allows it; never waits."""
-        self._check_cost(cost)
-        return self.store.acquire(self.namespace, self._named, cost, self.clock.now()) == 0.0
+        return self.attempt(cost) == 0.0
 
     def wait_time(self, cost: float = 1) -> float:
         """Seconds until `cost` could be granted, if nobody else takes it first."""
@@ -77,11 +82,10 @@ class RateLimiter:
         Raises RateLimitTimeout, without taking anything, when the grant would
         come later than `timeout` seconds from now.
         """
-        self._check_cost(cost)
         start = self.clock.now()
         while True:
             now = self.clock.now()
-            wait = self.store.acquire(self.namespace, self._named, cost, now)
+            wait = self.attempt(cost)
             if wait == 0.0:
                 return now - start
             if timeout is not None and now + wait - start > timeout:
