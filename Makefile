@@ -1,4 +1,6 @@
 PYTHON ?= python3
+PORT ?= 3000
+API_PORT ?= 8765
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -14,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/rl-pipeline demo
+	$(BIN)/rl-pipeline demo --port $(PORT) --api-port $(API_PORT)
 
 test: install
 	$(BIN)/python -m pytest
@@ -31,6 +33,7 @@ bench: install
 	$(BIN)/python benchmarks/daemon_bench.py
 	$(BIN)/python benchmarks/memory_bench.py
 	$(BIN)/python benchmarks/peers_bench.py
+	$(BIN)/python benchmarks/server_truth_bench.py
 
 clean:
 	rm -rf $(VENV) data/*.duckdb* data/*.sqlite* dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules

@@ -1,6 +1,6 @@
 """A backfill launched as a user launches it: `dagster dev`, its daemon and run queue, runs as processes.
 
-    .venv/bin/python benchmarks/daemon_bench.py [--days 365] [--rate 20] [--runs 1 4]
+    .venv/bin/python benchmarks/daemon_bench.py [--days 365] [--rate 20] [--runs 1 4] [--no-burst]
 
 For each value of RUNS, `dagster dev` starts on a fresh instance whose
 dagster.yaml is the shipped one with `run_queue.max_concurrent_runs: RUNS`.
@@ -84,21 +84,25 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--runs", type=int, nargs="+", default=[1, 4], help="run_queue.max_concurrent_runs")
+    parser.add_argument("--no-burst", action="store_true", help="the server is a leaky bucket with burst 1")
     args = parser.parse_args()
+    server = ["--algorithm", "leaky_bucket"] if args.no_burst else []
+    burst = 1 if args.no_burst else int(args.rate)
     days = days_from(date(2024, 1, 1), args.days)
     table = Table(
         "days", "runs at once", "requests", "ideal s", "wall s", "wall / ideal", "first request after s",
-        "wall from it / ideal", "429s", "dataset exact",
-        title=f"Backfill of events_offset under dagster dev at {args.rate:g} req/s, {os.cpu_count()} cores",
+        "wall from it / ideal", "span / ideal", "longest gap s", "429s", "dataset exact",
+        title=f"Backfill of events_offset under dagster dev at {args.rate:g} req/s (server burst {burst}), "
+        f"{os.cpu_count()} cores",
     )  # fmt: skip
-    with demo_api(args.rate, int(args.rate)) as url, tempfile.TemporaryDirectory() as tmp:
+    with demo_api(args.rate, burst, 10_000_000, *server) as url, tempfile.TemporaryDirectory() as tmp:
         for runs in args.runs:
             r = run(days, runs, url, Path(tmp))
             ideal = r["requests"] / args.rate
             table.add_row(
                 str(args.days), str(runs), str(r["requests"]), f"{ideal:.1f}", f"{r['wall']:.1f}",
                 f"{r['wall'] / ideal:.3f}", f"{r['waited']:.1f}", f"{(r['wall'] - r['waited']) / ideal:.3f}",
-                str(r["429"]), "yes" if r["exact"] else "NO",
+                f"{r['span'] / ideal:.3f}", f"{r['longest_gap']:.2f}", str(r["429"]), "yes" if r["exact"] else "NO",
             )  # fmt: skip
     Console(width=160).print(table)
 

@@ -139,6 +139,12 @@ def row(name: str, kind: str, r: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
+def report(table: Table, cells: list[str]) -> None:
+    """A row into the table, and at once onto stdout: a long matrix shows its cells as they finish."""
+    table.add_row(*cells)
+    print(" | ".join(cells), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=365)
@@ -158,10 +164,9 @@ def main() -> None:
         flags = ["--algorithm", server, "--period", str(config["period"]), "--no-limit-headers", *config["flags"]]
         with demo_api(config["rate"], config["burst"], 10_000_000, *flags) as url, tempfile.TemporaryDirectory() as tmp:
             for kind in args.files:
-                table.add_row(*row(server, kind, rl_pipeline_cell(server, kind, days, args.runs, url, Path(tmp))))
-                print(f"{server} / {kind}: done", flush=True)
+                report(table, row(server, kind, rl_pipeline_cell(server, kind, days, args.runs, url, Path(tmp))))
             if args.dlt:
-                table.add_row(*row(server, f"dlt {version('dlt')} (no file)", dlt_cell(days, url, Path(tmp))))
+                report(table, row(server, f"dlt {version('dlt')} (no file)", dlt_cell(days, url, Path(tmp))))
     Console(width=200).print(table)
 
 

@@ -131,8 +131,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from rl_pipeline.sources import load_sources
 
     sources = load_sources()
-    _, spec = operations.find_asset(sources, args.asset)
+    api, spec = operations.find_asset(sources, args.asset)
     first, last = operations.check_range(spec, args.first, args.last)
+    if spec.token_env and not os.environ.get(spec.token_env):
+        print(f"rl-pipeline backfill: API {api} needs its token: set the environment variable {spec.token_env}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     _dagster_home()
     console = Console(stderr=True, width=max(Console().width, 120))
     columns = (
@@ -142,7 +146,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console) as bar:
+    with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("backfill", total=None, detail="")
 
         def show(progress: operations.Progress, wanted: int) -> None:
@@ -162,9 +166,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def _summary(console: Console, asset: str, done: Progress, wanted: int, error: str | None) -> None:
+    """The table and "done" on stdout; a failure, one line on stderr."""
+    from rich.console import Console
     from rich.table import Table
 
     table = Table("asset", "days done", "records", "requests", "429s", "retries", "seconds")
+    out = Console()
     table.add_row(
         asset,
         f"{done.done}/{wanted}",
@@ -174,8 +181,14 @@ def _summary(console: Console, asset: str, done: Progress, wanted: int, error: s
         str(done.retries),
         f"{done.seconds:.1f}",
     )
-    console.print(table)
-    console.print("done" if error is None else f"stopped: {error}; run it again to resume")
+    out.print(table)
+    if error is None:
+        out.print("done")
+        return
+    from rl_pipeline.defs.operations import rerun_may_help
+
+    hint = "; run it again to resume (days done stay done)" if rerun_may_help(error) else ""
+    console.print(f"rl-pipeline backfill: stopped: {error}{hint}", soft_wrap=True, highlight=False)
 
 
 def cmd_run_chunk(args: argparse.Namespace) -> int:
@@ -195,9 +208,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     sources = load_sources()
     _dagster_home()
-    clients = {
-        api: RateLimitedApi(api=api, token=os.environ.get(spec.token_env or "", None)).client()
+    clients = {  # status needs no token; without one, the budgets (kept per credential) are not shown
+        api: RateLimitedApi(api=api, token=os.environ.get(spec.token_env or "")).client()
         for api, spec in sources.apis.items()
+        if not spec.token_env or os.environ.get(spec.token_env)
     }
     table = Table("asset", "partitions", "materialized", "failed", "missing", "forecast")
     for row in status(sources, clients):
@@ -206,7 +220,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     console = Console(width=max(Console().width, 140))
     console.print(table)
-    for api, client in clients.items():
+    for api, spec in sources.apis.items():
+        client = clients.get(api)
+        if client is None:
+            console.print(f"quota, circuits and pace of {api}: kept per credential; set {spec.token_env} to see them")
+            continue
         if client.quota:
             usage = client.quota.usage()
             left = "unlimited" if usage.left == float("inf") else f"{int(usage.left)} left"

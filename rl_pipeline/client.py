@@ -11,14 +11,16 @@ import hashlib
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import requests
 
+from rl_pipeline import reachability
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
+from rl_pipeline.events import EventSink, ignore
 from rl_pipeline.guard import ApiShared, Blocked, EndpointGuard
 from rl_pipeline.pace import LearnedPace
 from rl_pipeline.pagination import PageRequest, PaginationError, dig, first_page, next_page
@@ -28,6 +30,7 @@ from rl_pipeline.sources import ApiSpec, EndpointSpec
 from rl_pipeline.state import StateStore
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})  # and 429, which is a wait rather than a failure
+UNREACHABLE_AFTER = 3  # connection failures in a row, with no answer ever, that fail the request at once
 
 
 class ApiError(RuntimeError):
@@ -142,7 +145,7 @@ class ApiClient:
         clock: Clock = SYSTEM_CLOCK,
         timeout: tuple[float, float] = (5.0, 30.0),
         session: requests.Session | None = None,
-        on_event: Callable[[str], None] = lambda message: None,
+        on_event: EventSink = ignore,
     ) -> None:
         if spec.token_env and not token:
             raise MissingTokenError(f"source {name}: no API token; set the environment variable {spec.token_env}")
@@ -161,6 +164,7 @@ class ApiClient:
             self._session.headers["Authorization"] = f"Bearer {token}"
         self._rng = random.Random()
         self._warm = False  # has the session sent a request yet?
+        self._unreachable = 0  # connection failures in a row while the host has never answered
         self.shared = ApiShared(name, spec, store, f"{name}:{credential_fingerprint(token)}", clock)
         self._guards: dict[str, EndpointGuard] = {}
 
@@ -245,6 +249,9 @@ class ApiClient:
                 )
             previous_delay = delay
             self.stats.add(retries=1, retry_wait_s=delay)
+            self.on_event(
+                "retry", f"{where}: {answer.problem}; try {failures + 1} of {self.retry.max_attempts} in {delay:.1f}s"
+            )
             self.clock.sleep(delay)
 
     def _admit(self, guard: EndpointGuard, started: float, where: str) -> float:
@@ -267,7 +274,16 @@ class ApiClient:
         except (requests.Timeout, requests.ConnectionError) as exc:
             self.stats.count_status(type(exc).__name__)
             guard.on_failure()
+            if not isinstance(exc, requests.ReadTimeout):
+                reachability.not_connected(self.base_url)
+            self._unreachable = self._unreachable + 1 if reachability.never_reached(self.base_url) else 0
+            if self._unreachable >= UNREACHABLE_AFTER:
+                raise ApiError(
+                    f"{where}: cannot reach {self.base_url}: {reachability.connection_cause(exc)} "
+                    "(it has not answered once since this run started)"
+                ) from None
             return Answer(problem=f"{type(exc).__name__} from {self._path(request)}")
+        reachability.answered(self.base_url)
         status = response.status_code
         self.stats.count_status(str(status))
         if status >= 400:

@@ -10,11 +10,13 @@ the shared store, so every worker on one API and credential obeys one guard.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rl_pipeline import reachability
 from rl_pipeline.breaker import CircuitBreaker, CircuitOpen
 from rl_pipeline.clock import Clock
+from rl_pipeline.events import EventSink, ignore
 from rl_pipeline.limits import Algorithm, Limit, RateLimiter
 from rl_pipeline.limits.headers import read_server_limit
 from rl_pipeline.pace import LearnedPace
@@ -59,6 +61,7 @@ class ApiShared:
 
     def __init__(self, name: str, spec: ApiSpec, store: StateStore, namespace: str, clock: Clock) -> None:
         self.name, self.spec, self.store, self.namespace, self.clock = name, spec, store, namespace, clock
+        self.base_url = spec.resolved_base_url()
         self.quota = (
             QuotaLedger(store, name, spec.quota.policy(), clock, key=f"quota:{namespace}") if spec.quota else None
         )
@@ -70,7 +73,7 @@ class EndpointGuard:
 
     `admit` returns once a request may be sent, having charged the quota and
     taken a grant from every limit; `on_answer` takes the server's answer.
-    `on_event` hears what a user should see: pace changes and pauses.
+    `on_event` hears what a user should see: 429 pauses, pace changes, circuit and quota waits.
     """
 
     def __init__(
@@ -79,7 +82,7 @@ class EndpointGuard:
         endpoint: str,
         *,
         rng: random.Random,
-        on_event: Callable[[str], None] = lambda message: None,
+        on_event: EventSink = ignore,
     ) -> None:
         spec, margin = shared.spec, shared.spec.pacing.margin
         self.shared, self.endpoint, self.rng, self.on_event = shared, endpoint, rng, on_event
@@ -149,7 +152,7 @@ class EndpointGuard:
                 wait = exc.resets_at - self.clock.now()
                 if wait > quota_spec.max_wait:
                     raise
-                self.on_event(f"{self.shared.name}: {exc}; waiting {wait:.0f}s for the reset")
+                self.on_event("quota", f"{self.shared.name}: {exc}; waiting {wait:.0f}s for the reset")
                 waited += wait
                 self.clock.sleep(wait + self.rng.uniform(0, 1))
 
@@ -162,11 +165,16 @@ class EndpointGuard:
                 self.breaker.before_request()
                 return waited
             except CircuitOpen as exc:
+                if reachability.never_reached(self.shared.base_url):
+                    raise Blocked(
+                        f"{exc}: {self.shared.base_url} has not answered once since this run started"
+                    ) from None
                 now = self.clock.now()
                 # Poll: a half-open probe usually answers well before its lease ends.
                 pause = min(max(exc.until - now, 0.0), 1.0) + self.rng.uniform(0, 0.05)
                 if config.on_open == "fail" or now + pause - started > config.max_wait:
                     raise Blocked(str(exc)) from None
+                self.on_event("circuit", f"{exc}; waiting (at most {config.max_wait:g}s in all)")
                 waited += pause
                 self.clock.sleep(pause)
 
@@ -189,9 +197,12 @@ class EndpointGuard:
             pause = max(pause or 0.0, refusal.pause)
             if refusal.decreased:
                 self.on_event(
+                    "pace",
                     f"{self.name}: HTTP 429; pacing at {refusal.after:.2f} req/s (was {refusal.before:.2f}; "
-                    f"the sources file allows {shared.pace.policy.ceiling:g}); everyone waits {pause:.1f}s"
+                    f"the sources file allows {shared.pace.policy.ceiling:g}); everyone waits {pause:.1f}s",
                 )
+            else:
+                self.on_event("429", f"{self.name}: HTTP 429 again; everyone waits {pause:.1f}s")
         elif status < 400:
             shared.pace.on_success()
         if pause:

@@ -95,7 +95,7 @@ def test_backfill_interrupted_by_ctrl_c_then_resumed(make_demo_api, workdir: Pat
 
     resumed = cli("backfill", "--asset", "events_link", "--from", days[0], "--to", days[-1])
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{len(days)}/{len(days)}" in resumed.stderr and resumed.stderr.strip().endswith("done")
+    assert f"{len(days)}/{len(days)}" in resumed.stdout and resumed.stdout.strip().endswith("done")
     warehouse = Warehouse(workdir / "data" / "warehouse.duckdb")
     count, rows = table_rows(warehouse, "events_link")
     expected = expected_rows(days)
@@ -106,6 +106,12 @@ def test_backfill_interrupted_by_ctrl_c_then_resumed(make_demo_api, workdir: Pat
     line = next(line for line in status.stdout.splitlines() if "events_link" in line)
     assert f"│ {len(days)}" in line.replace("  ", " ")
     assert "quota demo:" in status.stdout and "resets at" in status.stdout
+    assert "pace demo: " in status.stdout and "req/s" in status.stdout
+
+    no_token = {k: v for k, v in os.environ.items() if k != "RL_DEMO_API_TOKEN"}
+    status = cli("status", env={**no_token, "COLUMNS": "200"})  # needs no token
+    assert status.returncode == 0 and not status.stderr, status.stderr
+    assert "set RL_DEMO_API_TOKEN to see them" in status.stdout
 
     query = cli("query", "SELECT count(*) AS n FROM events_link")
     assert query.returncode == 0 and str(len(expected)) in query.stdout
@@ -135,6 +141,23 @@ def test_queries_during_a_backfill_neither_fail_nor_fail_it(make_demo_api, workd
     assert count == len(expected_rows(days)) and rows == expected_rows(days)
 
 
+def test_a_missing_token_and_an_unreachable_api_each_get_one_line(workdir: Path) -> None:
+    no_token = {k: v for k, v in os.environ.items() if k != "RL_DEMO_API_TOKEN"}
+    done = cli("backfill", "--asset", "events_link", "--from", "2024-01-01", "--to", "2024-01-02", env=no_token)
+    assert done.returncode == 1 and not dg.DagsterInstance.get().get_runs()  # checked before any run starts
+    assert done.stderr.strip().splitlines() == [
+        "rl-pipeline backfill: API demo needs its token: set the environment variable RL_DEMO_API_TOKEN"
+    ]
+
+    down = {**os.environ, "RL_DEMO_API_URL": "http://127.0.0.1:9", "RL_DEMO_API_TOKEN": "t"}  # nothing listens
+    started = time.monotonic()
+    done = cli("backfill", "--asset", "events_link", "--from", "2024-01-01", "--to", "2024-01-08", env=down)
+    assert done.returncode == 1 and time.monotonic() - started < 30
+    [line] = done.stderr.strip().splitlines()
+    assert "http://127.0.0.1:9" in line and ("connection refused" in line or "has not answered" in line), line
+    assert "; run it again to resume" in line  # once the API is up, a rerun gets past it
+
+
 def test_backfill_runs_ranges_at_once_and_a_failed_one_stops_it_until_rerun(make_demo_api, workdir: Path) -> None:
     from rl_pipeline.demo_api.faults import Faults
 
@@ -142,7 +165,11 @@ def test_backfill_runs_ranges_at_once_and_a_failed_one_stops_it_until_rerun(make
     days = day_range("2024-01-01", "2024-03-05")  # two runs at once: 33 and 32 days
     failed = cli("backfill", "--asset", "events_offset", "--from", days[0], "--to", days[-1], "--runs", "2")
     assert failed.returncode == 1
-    assert "partition 2024-02-10" in failed.stderr and "has no 'id'" in failed.stderr
+    [line] = failed.stderr.strip().splitlines()  # one line: the cause, and where the whole log is
+    assert line.startswith("rl-pipeline backfill: stopped: WarehouseError: source demo.events_offset, ")
+    assert "partition 2024-02-10" in line and "has no 'id'" in line and "run it again" not in line
+    log = Path(line.split("(full log: ")[1].rstrip(")"))
+    assert "STEP_FAILURE" in log.read_text()  # the Dagster log of the run, with the whole error
     instance = dg.DagsterInstance.get()
     done = instance.get_materialized_partitions(dg.AssetKey("events_offset"))
     assert set(days[:33]) <= done and "2024-02-10" not in done  # the other run finished; its own days before

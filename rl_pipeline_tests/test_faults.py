@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import date
 
@@ -10,7 +11,7 @@ import pytest
 
 from rl_pipeline.demo_api.faults import Faults
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import backfill, day_range, expected_rows, table_rows
+from rl_pipeline_tests.conftest import backfill, day_range, expected_rows, table_rows, write_sources
 
 FAST_RETRIES = {"base_delay": 0.01, "max_delay": 0.05, "max_attempts": 3}
 
@@ -139,3 +140,41 @@ def test_faults_are_switched_out_of_band_over_http(make_demo_api) -> None:
     assert server.api.config.faults.outage_until > time.time() + 25
     refused = requests.post(f"{server.url}/_admin/faults", json={"no_such_switch": 1})
     assert refused.status_code == 400 and "unknown fault 'no_such_switch'" in refused.json()["error"]
+
+
+def test_the_run_log_says_what_the_run_waits_on(make_demo_api, warehouse: Warehouse, tmp_path, monkeypatch) -> None:
+    """Retries with their cause, an open circuit and 429 pauses show in the run's log, a line per kind at a time."""
+    breaker = {"consecutive_failures": 2, "cooldown": 0.5, "max_wait": 60}
+    monkeypatch.setenv("RL_SOURCES_FILE", str(write_sources(tmp_path / "sources.yaml", circuit_breaker=breaker)))
+    # The file says 20/s; the server allows 2 with no burst, and sends no headers to learn that from.
+    server = make_demo_api(rate=2, burst=1, algorithm="leaky_bucket", limit_headers=False)
+    instance, store = dg.DagsterInstance.ephemeral(), f"sqlite:///{tmp_path}/s.sqlite"
+
+    def warnings_of(first: str, last: str) -> list[str]:
+        result = backfill(["events_offset"], first, last, warehouse, store, instance, base_delay=0.05, max_delay=0.2)
+        assert result.success
+        return [r.user_message for r in instance.all_logs(result.run_id) if r.level == logging.WARNING]
+
+    server.api.config.faults.outage_until = time.time() + 1.5  # an outage as the run starts
+    first = warnings_of("2024-01-03", "2024-01-03")
+    assert any("HTTP 503 from /v1/offset/events" in line and "try 2 of 8" in line for line in first)
+    assert any("circuit open for demo.events_offset" in line and "waiting" in line for line in first)
+    # Then 14 pages one after another, into 2 a second (the first run may have met the limit already:
+    # the pace it learned is where the second starts).
+    both = first + warnings_of("2024-01-04", "2024-01-04")
+    assert any("HTTP 429; pacing at" in line and "everyone waits" in line for line in both), both
+    assert len(both) < 30  # throttled: a line per kind every 5 s, not one per request
+
+
+def test_a_host_that_never_answers_fails_the_run_within_seconds(warehouse: Warehouse, tmp_path, monkeypatch) -> None:
+    """Nothing listens on the port: not an outage to wait out for 10 minutes, but one line naming host and cause."""
+    monkeypatch.setenv("RL_SOURCES_FILE", str(write_sources(tmp_path / "s.yaml", base_url="http://127.0.0.1:9")))
+    monkeypatch.delenv("RL_DEMO_API_URL", raising=False)
+    monkeypatch.setenv("RL_DEMO_API_TOKEN", "test-token")
+    started = time.monotonic()
+    result = backfill(["events_offset"], "2024-01-01", "2024-01-08", warehouse, f"sqlite:///{tmp_path}/s.sqlite")
+    assert not result.success and time.monotonic() - started < 30
+    message = error_of(result, "events_offset")
+    assert "cannot reach http://127.0.0.1:9: connection refused" in message or (
+        "http://127.0.0.1:9 has not answered once since this run started" in message
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -23,6 +26,9 @@ from rl_pipeline.defs.assets import MAX_PARTITIONS_PER_RUN, daily_partitions
 from rl_pipeline.defs.sensors import RANGE_END, RANGE_START, requests_per_partition, run_partitions
 from rl_pipeline.quota import forecast
 from rl_pipeline.sources import ApiSpec, SourcesFile
+
+if TYPE_CHECKING:  # the type of a step failure's error; Dagster does not export it
+    from dagster_shared.error import SerializableErrorInfo
 
 
 class UsageError(ValueError):
@@ -114,9 +120,35 @@ def run_chunk(asset: str, first: str, last: str) -> int:
     )
     if not result.success:
         step_failure = next((e for e in result.all_events if e.is_step_failure), None)
-        message = step_failure.step_failure_data.error.message if step_failure else "run failed"
-        print(message.strip().splitlines()[0] if message.strip() else "run failed", file=sys.stderr)
+        cause = root_cause(step_failure.step_failure_data.error) if step_failure else "the run failed"
+        print(CAUSE + cause, file=sys.stderr, flush=True)
     return 0 if result.success else 1
+
+
+CAUSE = "rl-pipeline cause: "  # the line of a run process's output that says why it failed
+
+
+def root_cause(error: SerializableErrorInfo) -> str:
+    """The innermost error of a Dagster failure, on one line: `ApiError: source …, page 3: HTTP 401 …`."""
+    while error.cause is not None:
+        error = error.cause
+    first = next((line for line in error.message.strip().splitlines() if line.strip()), "the run failed")
+    return re.sub(r"^(?:[A-Za-z_]\w*\.)+(?=\w+: )", "", first)
+
+
+def cause_in(log: Path, returncode: int) -> str:
+    """Why a run process failed, from its log, with where the whole log is."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    cause = next((line.removeprefix(CAUSE) for line in reversed(lines) if line.startswith(CAUSE)), None)
+    return f"{cause or f'the run process exited with code {returncode}'} (full log: {log})"
+
+
+# Words of a cause that a later rerun may get past; a wrong token, a 4xx or bad data it will not.
+_PASSING = ("HTTP 5", "gave up after", "deadline", "circuit open", "cannot reach", "has not answered", "quota of")
+
+
+def rerun_may_help(cause: str) -> bool:
+    return cause == "interrupted" or any(words in cause for words in _PASSING)
 
 
 RUNS_AT_ONCE = 4  # run processes start up (~1.5 s) while others fetch; see docs/benchmarks.md
@@ -146,32 +178,35 @@ def backfill(
     # start-up before the first request, none while others fetch (a start-up mid-backfill leaves the
     # limit idle when the runs before it end together, and its CPU load delays others' sends).
     waiting = chunks(missing, all_keys, size=max(1, math.ceil(len(missing) / max(1, runs_at_once))))
-    running: list[subprocess.Popen[str]] = []
+    running: list[tuple[subprocess.Popen[bytes], Path]] = []
+    logs = Path(instance.root_directory) / "logs" / "backfills"
+    logs.mkdir(parents=True, exist_ok=True)
     error: str | None = None
     try:
         while waiting or running:
             while waiting and error is None and len(running) < max(1, runs_at_once):
                 chunk_first, chunk_last = waiting.pop(0)
-                running.append(
-                    subprocess.Popen(
+                log = logs / f"{asset}-{chunk_first}-{chunk_last}.log"
+                with log.open("w") as output:  # the child's Dagster log, warnings and tracebacks: all there
+                    child = subprocess.Popen(
                         [sys.executable, "-m", "rl_pipeline.cli", "_run-chunk", asset, chunk_first, chunk_last],
-                        stderr=subprocess.PIPE,
-                        text=True,
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
                         start_new_session=True,  # Ctrl-C reaches us, and we pass it on
                     )
-                )
-            for child in [c for c in running if c.poll() is not None]:
-                running.remove(child)
+                running.append((child, log))
+            for child, log in [(c, log) for c, log in running if c.poll() is not None]:
+                running.remove((child, log))
                 if child.returncode != 0 and error is None:
-                    error = (child.stderr.read().strip() if child.stderr else "") or "run failed"
+                    error = cause_in(log, child.returncode)
             if error is not None and not running:
                 break
             on_progress(_merge(total, instance, asset, set(missing), started), len(wanted))
             time.sleep(0.5)
     except KeyboardInterrupt:
-        for child in running:
+        for child, _ in running:
             os.killpg(child.pid, signal.SIGINT)
-        for child in running:
+        for child, _ in running:
             child.wait()
         return _merge(total, instance, asset, set(missing), started), len(wanted), "interrupted"
     final = _merge(total, instance, asset, set(missing), started)
@@ -197,25 +232,26 @@ class AssetStatus:
 
 
 def status(sources: SourcesFile, clients: dict[str, ApiClient]) -> list[AssetStatus]:
-    """Per asset: partitions materialized, failed (and not since redone), missing; with the forecast."""
+    """Per asset: partitions materialized, failed (and not since redone), missing; with the forecast
+    where `clients` has the API's client (budgets are kept per credential: no token, no forecast)."""
     instance = dg.DagsterInstance.get()
     failed_runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
     now = time.time()
     out = []
     for api, spec in sources.apis.items():
         keys = partition_keys(spec)
-        client = clients[api]
-        rate = client.rate_per_second()
+        client = clients.get(api)
         partitions = daily_partitions(spec)
-        usage = client.quota.usage() if client.quota else None
+        usage = client.quota.usage() if client and client.quota else None
         for endpoint_name, endpoint in spec.endpoints.items():
             key = dg.AssetKey(endpoint.table_name(endpoint_name))
             done = instance.get_materialized_partitions(key) & set(keys)
             failed = run_partitions(failed_runs, key, partitions) - done
             missing = len(keys) - len(done)
-            outlook = "no quota configured"
-            if client.quota and usage and spec.quota:
+            outlook = "no quota configured" if client else f"set {spec.token_env} to see it"
+            if client and client.quota and usage and spec.quota:
                 cost = requests_per_partition(instance, key)
+                rate = client.rate_per_second()
                 result = forecast(missing, cost, rate, usage, client.quota.policy, now, spec.quota.reserve)
                 outlook = result.describe(now)
             out.append(AssetStatus(key.path[-1], len(keys), len(done), len(failed), missing - len(failed), outlook))

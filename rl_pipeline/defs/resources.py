@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import dagster as dg
 from pydantic import Field
 
 from rl_pipeline.client import ApiClient
+from rl_pipeline.events import EventSink, ignore
 from rl_pipeline.ingest import DEFAULT_BATCH_ROWS
 from rl_pipeline.locations import DEFAULT_STATE_STORE, DEFAULT_WAREHOUSE
 from rl_pipeline.retry import Jitter, RetryPolicy
@@ -47,8 +46,8 @@ class RateLimitedApi(dg.ConfigurableResource):
     def open_store(self) -> StateStore:
         return open_store(self.state_store)
 
-    def client(self, store: StateStore | None = None, on_event: Callable[[str], None] | None = None) -> ApiClient:
-        """A client of this API; `on_event` hears what the user should see (pace changes, pauses)."""
+    def client(self, store: StateStore | None = None, on_event: EventSink = ignore) -> ApiClient:
+        """A client of this API; `on_event` hears what the user should see (retries, 429s, pace, circuit, quota)."""
         spec = load_sources(self.sources_file).apis[self.api]
         return ApiClient(
             self.api,
@@ -63,7 +62,7 @@ class RateLimitedApi(dg.ConfigurableResource):
                 deadline=self.request_deadline,
             ),
             timeout=(self.connect_timeout, self.read_timeout),
-            **({"on_event": on_event} if on_event else {}),
+            on_event=on_event,
         )
 
 
