@@ -128,3 +128,43 @@ def cli_backfill(days: list[str], runs: int, tmp: Path, env: dict[str, str] | No
     warehouse = data / "warehouse.duckdb"
     exact = warehouse.exists() and table_outcome(warehouse, "events_offset", days)["exact"]
     return {"wall": wall, "returncode": done.returncode, "exact": exact, "stderr": done.stderr[-2000:]}
+
+
+def dlt_load(url: str, days: list[str], workdir: Path) -> tuple[Path, str]:
+    """dlt's `rest_api` source loading `events_offset` for `days` (offset paginator, a parent resource of days,
+    merge on id; dlt's own retries, no client-side limit) into DuckDB; returns (database, table)."""
+    import dlt
+    from dlt.sources.rest_api import rest_api_source
+
+    @dlt.resource(selected=False)
+    def day_list():
+        yield [{"day": day} for day in days]
+
+    source = rest_api_source(
+        {
+            "client": {"base_url": url, "auth": {"type": "bearer", "token": TOKEN}},
+            "resources": [
+                day_list,
+                {
+                    "name": "events",
+                    "primary_key": "id",
+                    "write_disposition": "merge",
+                    "endpoint": {
+                        "path": "/v1/offset/events",
+                        "params": {"date": "{resources.day_list.day}"},
+                        "data_selector": "data",
+                        "paginator": {"type": "offset", "limit": 100, "total_path": "total"},
+                    },
+                },
+            ],
+        }
+    )
+    database = workdir / "dlt.duckdb"
+    pipeline = dlt.pipeline(
+        pipeline_name=f"peers_{workdir.name}_{len(days)}",
+        destination=dlt.destinations.duckdb(str(database)),
+        dataset_name="peers",
+        pipelines_dir=str(workdir / "dlt_pipelines"),
+    )
+    pipeline.run(source)
+    return database, "peers.events"

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import duckdb
 import requests
-from harness import TOKEN, days_from, demo_api, rl_pipeline_backfill, server_counts, table_outcome
+from harness import TOKEN, days_from, demo_api, dlt_load, rl_pipeline_backfill, server_counts, table_outcome
 from rich.console import Console
 from rich.table import Table
 
@@ -44,44 +44,6 @@ def rl_pipeline(url: str, days: list[str], workdir: Path) -> tuple[Path, str]:
     database = workdir / "rl_pipeline.duckdb"
     rl_pipeline_backfill(days, database, f"sqlite:///{workdir}/state.sqlite")
     return database, "events_offset"
-
-
-def dlt_rest_api(url: str, days: list[str], workdir: Path) -> tuple[Path, str]:
-    import dlt
-    from dlt.sources.rest_api import rest_api_source
-
-    @dlt.resource(selected=False)
-    def day_list():
-        yield [{"day": day} for day in days]
-
-    source = rest_api_source(
-        {
-            "client": {"base_url": url, "auth": {"type": "bearer", "token": TOKEN}},
-            "resources": [
-                day_list,
-                {
-                    "name": "events",
-                    "primary_key": "id",
-                    "write_disposition": "merge",
-                    "endpoint": {
-                        "path": PATH,
-                        "params": {"date": "{resources.day_list.day}"},
-                        "data_selector": "data",
-                        "paginator": {"type": "offset", "limit": 100, "total_path": "total"},
-                    },
-                },
-            ],
-        }
-    )
-    database = workdir / "dlt.duckdb"
-    pipeline = dlt.pipeline(
-        pipeline_name=f"peers_{workdir.name}_{len(days)}",
-        destination=dlt.destinations.duckdb(str(database)),
-        dataset_name="peers",
-        pipelines_dir=str(workdir / "dlt_pipelines"),
-    )
-    pipeline.run(source)
-    return database, "peers.events"
 
 
 class PrivateBucket:
@@ -136,7 +98,7 @@ def main() -> None:
     args = parser.parse_args()
     designs: dict[str, Callable[[str, list[str], Path], tuple[Path, str]]] = {
         "rl_pipeline (4 workers, shared limiter, Arrow upsert)": rl_pipeline,
-        f"dlt {version('dlt')} rest_api (merge on id)": dlt_rest_api,
+        f"dlt {version('dlt')} rest_api (merge on id)": dlt_load,
         "textbook (private bucket, row-by-row insert)": lambda url, days, tmp: textbook(url, days, tmp, args.rate),
     }
     table = Table(

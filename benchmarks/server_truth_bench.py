@@ -36,7 +36,7 @@ from typing import Any
 
 import requests
 import yaml
-from harness import TOKEN, cli_backfill, days_from, demo_api, server_counts, table_outcome
+from harness import cli_backfill, days_from, demo_api, dlt_load, server_counts, table_outcome
 from rich.console import Console
 from rich.table import Table
 
@@ -83,48 +83,14 @@ def rl_pipeline_cell(server: str, kind: str, days: list[str], runs: int, url: st
 
 def dlt_cell(days: list[str], url: str, tmp: Path) -> dict[str, Any]:
     """dlt's `rest_api` source with its default retries (no client-side limit), merge on id."""
-    import dlt
-    from dlt.sources.rest_api import rest_api_source
-
-    @dlt.resource(selected=False)
-    def day_list():
-        yield [{"day": day} for day in days]
-
-    source = rest_api_source(
-        {
-            "client": {"base_url": url, "auth": {"type": "bearer", "token": TOKEN}},
-            "resources": [
-                day_list,
-                {
-                    "name": "events",
-                    "primary_key": "id",
-                    "write_disposition": "merge",
-                    "endpoint": {
-                        "path": "/v1/offset/events",
-                        "params": {"date": "{resources.day_list.day}"},
-                        "data_selector": "data",
-                        "paginator": {"type": "offset", "limit": 100, "total_path": "total"},
-                    },
-                },
-            ],
-        }
-    )
-    workdir = Path(tempfile.mkdtemp(dir=tmp))
-    database = workdir / "dlt.duckdb"
-    pipeline = dlt.pipeline(
-        pipeline_name=f"truth_{workdir.name}",
-        destination=dlt.destinations.duckdb(str(database)),
-        dataset_name="peers",
-        pipelines_dir=str(workdir / "pipelines"),
-    )
     requests.post(f"{url}/_admin/reset", timeout=5)
     started, failed = time.perf_counter(), False
     try:
-        pipeline.run(source)
+        database, table = dlt_load(url, days, Path(tempfile.mkdtemp(dir=tmp)))
     except Exception:  # a failed load is a result here, reported as such
         failed = True
     wall = time.perf_counter() - started
-    exact = database.exists() and not failed and table_outcome(database, "peers.events", days)["exact"]
+    exact = not failed and table_outcome(database, table, days)["exact"]
     return {**server_counts(url), "wall": wall, "exact": exact, "failed": failed}
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from rl_pipeline.demo_api.limits import SERVER_ALGORITHMS
 from rl_pipeline.demo_api.server import DemoApiConfig, DemoApiServer
-from rl_pipeline.locations import DEFAULT_WAREHOUSE
+from rl_pipeline.locations import DAGSTER_HOME, DEFAULT_STATE_STORE, DEFAULT_WAREHOUSE
 from rl_pipeline.pace import describe_pace
 from rl_pipeline.quota import iso_time
 from rl_pipeline.warehouse import Warehouse, WarehouseError
@@ -118,8 +118,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _dagster_home() -> None:
-    """The instance `make demo` uses, unless DAGSTER_HOME says otherwise."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / "dagster_home")))
+    """The project's instance (`dagster_home/` of the project root, see `locations`), unless DAGSTER_HOME says
+    otherwise; run processes started from here inherit it."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", DAGSTER_HOME))
     home.mkdir(exist_ok=True)
 
 
@@ -236,6 +237,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             + ", ".join(f"{e}: {client.guard(e).breaker.state().status.value}" for e in client.spec.endpoints)
         )
         print(f"pace {api}: {describe_pace(client.pace)}")
+    from rl_pipeline.state.base import redact_url
+
+    store = redact_url(DEFAULT_STATE_STORE)
+    print(f"instance {os.environ['DAGSTER_HOME']}; warehouse {DEFAULT_WAREHOUSE}; state store {store}")
     return 0
 
 

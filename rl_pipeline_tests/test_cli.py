@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,6 +109,13 @@ def test_backfill_interrupted_by_ctrl_c_then_resumed(make_demo_api, workdir: Pat
     assert f"│ {len(days)}" in line.replace("  ", " ")
     assert "quota demo:" in status.stdout and "resets at" in status.stdout
     assert "pace demo: " in status.stdout and "req/s" in status.stdout
+    # From a subdirectory, with no variable saying where: the same project, the same numbers.
+    (workdir / "notebooks").mkdir()
+    unset = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "RL_DATA_DIR")}
+    inside = cli("status", env={**unset, "COLUMNS": "200"}, cwd=workdir / "notebooks")
+    timeless = functools.partial(re.sub, r"\d{4}-\d\d-\d\dT[\d:]+Z|in [\d.]+ h|[\d.]+ req/s", "…")
+    assert inside.returncode == 0 and timeless(inside.stdout) == timeless(status.stdout), inside.stderr
+    assert not (workdir / "notebooks" / "dagster_home").exists() and not (workdir / "notebooks" / "data").exists()
 
     no_token = {k: v for k, v in os.environ.items() if k != "RL_DEMO_API_TOKEN"}
     status = cli("status", env={**no_token, "COLUMNS": "200"})  # needs no token
