@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from rl_pipeline.defs.operations import Progress
 
 DEMO_TOKEN = "demo-token"
+DAGSTER_DEV_NOTICE = "ignore:Function `dev_command` is superseded:FutureWarning"  # a -W filter
 
 
 def _interrupt_on_signals() -> None:
@@ -76,6 +77,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     env = os.environ.copy()
     env.setdefault("RL_DEMO_API_TOKEN", DEMO_TOKEN)
     env["RL_DEMO_API_URL"] = f"http://127.0.0.1:{args.api_port}"
+    # `dagster dev` warns on every start that `dg dev` supersedes it; `dg` is a separate install this
+    # project does not need, so the notice is nothing a user of it can act on.
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), DAGSTER_DEV_NOTICE]))
     _interrupt_on_signals()
     api = subprocess.Popen(
         [sys.executable, "-m", "rl_pipeline.cli", "demo-api", "--host", "127.0.0.1", "--port", str(args.api_port)],
@@ -149,12 +153,21 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     )
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("backfill", total=None, detail="")
+        latest = ("", 0.0)  # what the runs said last, and when
 
-        def show(progress: operations.Progress, wanted: int) -> None:
+        def show(progress: operations.Progress, wanted: int, said: list[str]) -> None:
+            nonlocal latest
+            if said:
+                latest = (said[-1], time.monotonic())
+                if not console.is_terminal:  # no live line to show them on: a line each, on stdout
+                    for line in said:
+                        print(line, flush=True)
             rate = progress.requests / progress.seconds if progress.seconds else 0.0
             left = operations.eta_seconds(progress, wanted)
             eta = f"ETA {left / 60:.1f} min" if left is not None else "ETA -"
             detail = f"{progress.records} records, {rate:.1f} req/s, {eta}"
+            if latest[0] and time.monotonic() - latest[1] < 10:
+                detail += f" | {latest[0]}"
             bar.update(task, total=wanted, completed=progress.done, detail=detail)
 
         _interrupt_on_signals()
@@ -196,7 +209,7 @@ def cmd_run_chunk(args: argparse.Namespace) -> int:
     from rl_pipeline.defs.operations import run_chunk
 
     _interrupt_on_signals()
-    return run_chunk(args.asset, args.first, args.last)
+    return run_chunk(args.asset, args.first, args.last, args.run_id, args.label)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -299,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     chunk.add_argument("asset")
     chunk.add_argument("first")
     chunk.add_argument("last")
+    chunk.add_argument("run_id")
+    chunk.add_argument("label")
     chunk.set_defaults(func=cmd_run_chunk)
 
     state = commands.add_parser("status", help="partitions done, missing and failed; quota and forecast")

@@ -6,6 +6,7 @@ outage, must read as one line with a count, not hundreds.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -13,9 +14,22 @@ from rl_pipeline.clock import SYSTEM_CLOCK, Clock
 
 EventSink = Callable[[str, str], None]  # (kind, message): what the client and its guard report
 
+# Every line a run tells its user also goes here: the CLI's run processes send it to the CLI's status line.
+LOGGER = logging.getLogger("rl_pipeline.events")
+
 
 def ignore(kind: str, message: str) -> None:
     """The sink of a client nobody watches."""
+
+
+def to_user(run_log: Callable[[str], None]) -> Callable[[str], None]:
+    """A sink that writes to the run's log (the Dagster UI) and to LOGGER (the CLI)."""
+
+    def tell(message: str) -> None:
+        run_log(message)
+        LOGGER.info(message)
+
+    return tell
 
 
 class Throttled:

@@ -17,6 +17,7 @@ import dagster as dg
 import pytest
 import requests
 
+from rl_pipeline.defs.operations import BACKFILL_TAG
 from rl_pipeline.defs.sensors import RANGE_START
 from rl_pipeline.warehouse import Warehouse
 from rl_pipeline_tests.conftest import day_range, expected_rows, start_backfill, table_rows
@@ -93,7 +94,11 @@ def test_backfill_interrupted_by_ctrl_c_then_resumed(make_demo_api, workdir: Pat
 
     done_before = instance.get_materialized_partitions(dg.AssetKey("events_link"))
     assert 0 < len(done_before) < len(days)
-    assert not [r for r in instance.get_runs() if r.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.QUEUED)]
+    runs = instance.get_runs()
+    interrupted = [run for run in runs if run.status != dg.DagsterRunStatus.SUCCESS]
+    assert interrupted and {run.status for run in interrupted} == {dg.DagsterRunStatus.CANCELED}
+    # In the UI, every run of the backfill says which it belongs to.
+    assert {run.tags[BACKFILL_TAG].split(", started")[0] for run in runs} == {f"events_link {days[0]}..{days[-1]}"}
 
     resumed = cli("backfill", "--asset", "events_link", "--from", days[0], "--to", days[-1])
     assert resumed.returncode == 0, resumed.stderr
@@ -165,6 +170,28 @@ def test_a_missing_token_and_an_unreachable_api_each_get_one_line(workdir: Path)
     [line] = done.stderr.strip().splitlines()
     assert "http://127.0.0.1:9" in line and ("connection refused" in line or "has not answered" in line), line
     assert "; run it again to resume" in line  # once the API is up, a rerun gets past it
+
+
+def test_what_the_runs_wait_on_shows_on_the_cli_as_it_happens(make_demo_api, workdir: Path) -> None:
+    """An outage as the backfill starts: the retries, with their cause, reach the CLI while it runs."""
+    server = make_demo_api(rate=20, burst=20)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rl_pipeline.cli", "backfill", "--asset", "events_offset", "--from", "2024-01-01",
+         "--to", "2024-01-04"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    server.api.config.faults.outage_until = time.time() + 30  # till the first event line is seen
+    for line in process.stdout:
+        if "HTTP 503 from /v1/offset/events" in line:
+            assert "try 2 of" in line or "circuit open" in line, line
+            break
+    else:
+        pytest.fail(f"no event line before the backfill ended: {process.stderr.read()[-2000:]}")
+    assert process.poll() is None  # seen while it runs, not in a summary afterwards
+    server.api.config.faults.outage_until = 0.0
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert out.strip().endswith("done")
 
 
 def test_backfill_runs_ranges_at_once_and_a_failed_one_stops_it_until_rerun(make_demo_api, workdir: Path) -> None:

@@ -16,7 +16,7 @@ import dagster as dg
 
 from rl_pipeline.client import ApiClient
 from rl_pipeline.defs.checks import check_results, check_specs
-from rl_pipeline.events import Throttled
+from rl_pipeline.events import Throttled, to_user
 from rl_pipeline.ingest import DayResult, ingest_day
 from rl_pipeline.quota import QuotaPolicy, Usage, forecast, iso_time
 from rl_pipeline.sources import ApiSpec
@@ -125,7 +125,7 @@ def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinitio
         warehouse = warehouse_resource.warehouse()
         store = api.open_store()
         local, clients = threading.local(), []
-        events = Throttled(context.log.warning)  # one line per kind of wait every 5 s, for all workers
+        events = Throttled(to_user(context.log.warning))  # one line per kind of wait every 5 s, for all workers
 
         def fetch(key: str) -> tuple[DayResult, dict[str, Any], ApiClient]:
             # Each worker thread has its own client (a Session, and stats that are this day's alone);

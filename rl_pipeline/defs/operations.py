@@ -6,6 +6,7 @@ show), so partition status, runs and events are the same whichever started them.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from rl_pipeline import events
 from rl_pipeline.client import ApiClient
 from rl_pipeline.defs.assets import MAX_PARTITIONS_PER_RUN, daily_partitions
 from rl_pipeline.defs.sensors import RANGE_END, RANGE_START, requests_per_partition, run_partitions
@@ -107,17 +110,27 @@ def progress_since(instance: dg.DagsterInstance, asset: str, days: set[str], sin
     return found
 
 
-def run_chunk(asset: str, first: str, last: str) -> int:
-    """One ranged run of `asset`, in this process, on the $DAGSTER_HOME instance."""
+def run_chunk(asset: str, first: str, last: str, run_id: str, label: str) -> int:
+    """One ranged run of `asset`, in this process, on the $DAGSTER_HOME instance, as run `run_id` tagged
+    with the backfill's `label`. What the run tells its user goes to stderr as EVENT lines, its failure's
+    root cause as a CAUSE line; an interrupted run (the parent marked it canceling) ends CANCELED."""
     from rl_pipeline.definitions import defs
 
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(EVENT + "%(message)s"))
+    events.LOGGER.addHandler(handler)
+    events.LOGGER.setLevel(logging.INFO)
+    events.LOGGER.propagate = False
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
         instance=dg.DagsterInstance.get(),
         asset_selection=[dg.AssetKey(asset)],
-        tags={RANGE_START: first, RANGE_END: last},
+        run_id=run_id,
+        tags={RANGE_START: first, RANGE_END: last, BACKFILL_TAG: label},
         raise_on_error=False,
     )
+    if result.dagster_run.status == dg.DagsterRunStatus.CANCELED:
+        return 130
     if not result.success:
         step_failure = next((e for e in result.all_events if e.is_step_failure), None)
         cause = root_cause(step_failure.step_failure_data.error) if step_failure else "the run failed"
@@ -126,6 +139,8 @@ def run_chunk(asset: str, first: str, last: str) -> int:
 
 
 CAUSE = "rl-pipeline cause: "  # the line of a run process's output that says why it failed
+EVENT = "rl-pipeline event: "  # a line of a run process's output that its user should see at once
+BACKFILL_TAG = "rl-pipeline/backfill"  # on every run of one `rl-pipeline backfill`: asset, range, start
 
 
 def root_cause(error: SerializableErrorInfo) -> str:
@@ -154,18 +169,51 @@ def rerun_may_help(cause: str) -> bool:
 RUNS_AT_ONCE = 4  # run processes start up (~1.5 s) while others fetch; see docs/benchmarks.md
 
 
+class RunProcess:
+    """One ranged run in a child process (`rl-pipeline _run-chunk`), its output going to `log`."""
+
+    def __init__(self, asset: str, first: str, last: str, label: str, logs: Path) -> None:
+        self.run_id, self.log = str(uuid.uuid4()), logs / f"{asset}-{first}-{last}.log"
+        self._read = 0
+        with self.log.open("w") as output:  # the child's Dagster log, warnings and tracebacks: all there
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "rl_pipeline.cli", "_run-chunk", asset, first, last, self.run_id, label],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the parent, which passes it on
+            )
+
+    def new_events(self) -> list[str]:
+        """The EVENT lines the run wrote since the last call."""
+        with self.log.open("rb") as output:
+            output.seek(self._read)
+            text = output.read()
+        complete = text[: text.rfind(b"\n") + 1]
+        self._read += len(complete)
+        lines = complete.decode(errors="replace").splitlines()
+        return [line.removeprefix(EVENT) for line in lines if line.startswith(EVENT)]
+
+    def cancel(self, instance: dg.DagsterInstance) -> None:
+        """Ask the run to stop as Dagster's own termination does: mark it canceling, then interrupt it."""
+        run = instance.get_run_by_id(self.run_id)
+        if run is not None and not run.is_finished:
+            instance.report_run_canceling(run, message="Interrupted (Ctrl-C) by rl-pipeline backfill")
+        os.killpg(self.process.pid, signal.SIGINT)
+
+
 def backfill(
     asset: str,
     first: str,
     last: str,
     spec: ApiSpec,
-    on_progress: Callable[[Progress, int], None],
+    on_progress: Callable[[Progress, int, list[str]], None],
     runs_at_once: int = RUNS_AT_ONCE,
 ) -> tuple[Progress, int, str | None]:
     """Materialize the missing days first..last in `runs_at_once` ranged runs, each a child process
     (they share one rate budget), until done, failed or interrupted. Each day is reported materialized
-    as it is written, so a failed or interrupted run leaves its finished days done. On a failure no
-    further run starts; those running finish.
+    as it is written, so a failed or interrupted run leaves its finished days done; an interrupted
+    run ends CANCELED. On a failure no further run starts; those running finish. `on_progress` hears
+    the progress about twice a second, with what the runs said meanwhile (retries, 429s, waits).
     Returns (progress, days wanted, error)."""
     instance = dg.DagsterInstance.get()
     all_keys = partition_keys(spec)
@@ -178,39 +226,33 @@ def backfill(
     # start-up before the first request, none while others fetch (a start-up mid-backfill leaves the
     # limit idle when the runs before it end together, and its CPU load delays others' sends).
     waiting = chunks(missing, all_keys, size=max(1, math.ceil(len(missing) / max(1, runs_at_once))))
-    running: list[tuple[subprocess.Popen[bytes], Path]] = []
+    label = f"{asset} {first}..{last}, started {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(started))}"
     logs = Path(instance.root_directory) / "logs" / "backfills"
     logs.mkdir(parents=True, exist_ok=True)
+    running: list[RunProcess] = []
     error: str | None = None
     try:
         while waiting or running:
             while waiting and error is None and len(running) < max(1, runs_at_once):
-                chunk_first, chunk_last = waiting.pop(0)
-                log = logs / f"{asset}-{chunk_first}-{chunk_last}.log"
-                with log.open("w") as output:  # the child's Dagster log, warnings and tracebacks: all there
-                    child = subprocess.Popen(
-                        [sys.executable, "-m", "rl_pipeline.cli", "_run-chunk", asset, chunk_first, chunk_last],
-                        stdout=output,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,  # Ctrl-C reaches us, and we pass it on
-                    )
-                running.append((child, log))
-            for child, log in [(c, log) for c, log in running if c.poll() is not None]:
-                running.remove((child, log))
-                if child.returncode != 0 and error is None:
-                    error = cause_in(log, child.returncode)
+                running.append(RunProcess(asset, *waiting.pop(0), label, logs))
+            finished = [run for run in running if run.process.poll() is not None]
+            said = [line for run in running for line in run.new_events()]
+            for run in finished:
+                running.remove(run)
+                if run.process.returncode != 0 and error is None:
+                    error = cause_in(run.log, run.process.returncode)
             if error is not None and not running:
                 break
-            on_progress(_merge(total, instance, asset, set(missing), started), len(wanted))
+            on_progress(_merge(total, instance, asset, set(missing), started), len(wanted), said)
             time.sleep(0.5)
     except KeyboardInterrupt:
-        for child, _ in running:
-            os.killpg(child.pid, signal.SIGINT)
-        for child, _ in running:
-            child.wait()
+        for run in running:
+            run.cancel(instance)
+        for run in running:
+            run.process.wait()
         return _merge(total, instance, asset, set(missing), started), len(wanted), "interrupted"
     final = _merge(total, instance, asset, set(missing), started)
-    on_progress(final, len(wanted))
+    on_progress(final, len(wanted), [])
     return final, len(wanted), error
 
 
