@@ -155,10 +155,20 @@ def test_queries_during_a_backfill_neither_fail_nor_fail_it(make_demo_api, workd
     assert count == len(expected_rows(days)) and rows == expected_rows(days)
 
 
-def test_a_missing_token_and_an_unreachable_api_each_get_one_line(workdir: Path) -> None:
+def test_a_missing_or_wrong_token_and_an_unreachable_api_each_get_one_line(make_demo_api, workdir: Path) -> None:
+    make_demo_api()
+    wrong = {**os.environ, "RL_DEMO_API_TOKEN": "not-the-token"}
+    done = cli("backfill", "--asset", "events_link", "--from", "2024-01-01", "--to", "2024-01-02", env=wrong)
+    assert done.returncode == 1
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("rl-pipeline backfill: stopped: ApiError: source demo.events_link, partition 2024-01-0")
+    assert "HTTP 401" in line and "not-the-token" not in line and "run it again" not in line, line
+    assert "(full log: " in line
+
     no_token = {k: v for k, v in os.environ.items() if k != "RL_DEMO_API_TOKEN"}
+    runs_before = len(dg.DagsterInstance.get().get_runs())
     done = cli("backfill", "--asset", "events_link", "--from", "2024-01-01", "--to", "2024-01-02", env=no_token)
-    assert done.returncode == 1 and not dg.DagsterInstance.get().get_runs()  # checked before any run starts
+    assert done.returncode == 1 and len(dg.DagsterInstance.get().get_runs()) == runs_before  # checked first
     assert done.stderr.strip().splitlines() == [
         "rl-pipeline backfill: API demo needs its token: set the environment variable RL_DEMO_API_TOKEN"
     ]
