@@ -7,9 +7,10 @@ rate this module gives, which:
 - starts at the ceiling less a small `margin` (send-time jitter must not turn
   into 429s at a server that allows no burst), or, for an API that publishes
   no limit, at `initial` and grows by `slow_start` per second of successes;
-- on a 429 falls to `decrease` times the rate that drew it: once per storm —
-  the 429s of requests already in flight, and of probes sent before anything
-  succeeded again, change nothing;
+- on a 429 falls to `decrease` times the rate that drew it (the first 429 of
+  a slow start: the rate a second earlier, since a server's burst hides the
+  overshoot for a while): once per storm — the 429s of requests already in
+  flight, and of probes sent before anything succeeded again, change nothing;
 - then climbs back within `recover` seconds to `settle` times the rate that
   drew the 429 — or, when the 429 came alone (`memory` seconds after the
   last: a request that reached the server a little early), to where it had
@@ -47,7 +48,7 @@ class PacePolicy:
     probe: float = 0.0005  # beyond that, share of the ceiling regained per second
     slow_start: float = 1.5  # before any 429: factor per second of successes (unpublished limits only)
     cooldown: float = 1.0  # seconds after a decrease in which 429s do not decrease again
-    memory: float = 20.0  # a 429 this long after the last, at the settled pace, leaves the pace where it settled
+    memory: float = 10.0  # a 429 this long after the last, at the settled pace, leaves the pace where it settled
     pause: float = 1.0  # seconds every worker waits after a 429 that gives no Retry-After
     max_pause: float = 30.0  # the longest such wait, when 429s keep coming with nothing in between
 
@@ -152,13 +153,16 @@ class LearnedPace:
             if now - old.last_429 < policy.cooldown:
                 after, state = before, old  # the same storm: requests in flight when the first came back
             elif old.last_success > old.last_429:
-                after = max(policy.floor, before * policy.decrease)
                 # A refusal long after the last one is arrival jitter (a request that reached the server a
                 # little early): dip, and come back to where it had settled. One soon after another says
-                # the pace is too high: it settles under this one. So does the first while growing unguided.
+                # the pace is too high: it settles under this one. The first while growing unguided comes
+                # late (a server's burst hid the overshoot): it settles under the rate a second before.
                 slow_starting = math.isinf(old.refused_at_rate) and policy.initial < self.cap
                 isolated = now - old.last_429 >= policy.memory and not slow_starting
                 refused_at = max(old.refused_at_rate, before) if isolated else before
+                if slow_starting:
+                    refused_at = max(policy.floor, before / policy.slow_start)
+                after = max(policy.floor, min(before, refused_at) * policy.decrease)
                 state = PaceState(after, now, refused_at, old.last_success, now, strikes=1)
             else:
                 after = before  # probing after a pause, refused again: wait longer, do not cut again
