@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -111,6 +112,12 @@ class Page:
     total: int | None = None  # the day's record count, where the API reports one
 
 
+def _origin(url: str) -> str:
+    """`https://api.example.com:443`: where a request goes, as far as who may see its token."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def credential_fingerprint(token: str | None) -> str:
     """A short, non-reversible name for a credential: budgets are per API + credential."""
     return hashlib.sha256((token or "").encode()).hexdigest()[:12]
@@ -149,6 +156,12 @@ class ApiClient:
     ) -> None:
         if spec.token_env and not token:
             raise MissingTokenError(f"source {name}: no API token; set the environment variable {spec.token_env}")
+        if token and (not token.isprintable() or token != token.strip()):
+            # A token read from a file keeps its line end; requests would quote the whole header in its error.
+            raise MissingTokenError(
+                f"source {name}: the token in {spec.token_env or 'the token variable'} has surrounding spaces "
+                "or a control character (a line end from a secrets file?); strip it"
+            )
         self.name = name
         self.spec = spec
         self.base_url = spec.resolved_base_url()
@@ -182,7 +195,9 @@ class ApiClient:
     def guard(self, endpoint: str) -> EndpointGuard:
         """The endpoint's guard: quota, circuit breaker, limits and the learned pace."""
         if endpoint not in self._guards:
-            self._guards[endpoint] = EndpointGuard(self.shared, endpoint, rng=self._rng, on_event=self.on_event)
+            self._guards[endpoint] = EndpointGuard(
+                self.shared, endpoint, rng=self._rng, on_event=self.on_event, max_pause=self.retry.deadline
+            )
         return self._guards[endpoint]
 
     def rate_per_second(self) -> float:
@@ -212,6 +227,11 @@ class ApiClient:
                     f"got {type(records).__name__}"
                 )
             following = next_page(spec.pagination, request, body, records, links)
+            if following is not None and _origin(following.url) != _origin(self.base_url):
+                raise PaginationError(
+                    f"{where}: the next page is at {_origin(following.url)}, not {_origin(self.base_url)}; "
+                    "not followed (the API's token would go with it)"
+                )
             total = dig(body, getattr(spec.pagination, "total_path", None))
             yield Page(number, request, records, following, total if isinstance(total, int) else None)
             request = following
@@ -300,7 +320,9 @@ class ApiClient:
         except ValueError:
             self.stats.count_status("bad body")
             guard.on_answer(status, response.headers, healthy=False)
-            return Answer(problem=f"a body that is not JSON from {self._path(request)} ({response.text[:80]!r})")
+            return Answer(
+                problem=f"a body that is not JSON from {self._path(request)} ({self._masked(response.text[:80])!r})"
+            )
         guard.on_answer(status, response.headers)
         return Answer(body=body, links=response.links)
 
@@ -313,7 +335,10 @@ class ApiClient:
             message = body.get("error") or body.get("message") if isinstance(body, dict) else None
         except ValueError:
             message = None
-        text = str(message or response.text[:200] or response.reason)
+        return self._masked(str(message or response.text[:200] or response.reason))
+
+    def _masked(self, text: str) -> str:
+        """`text` with the token starred out: servers and proxies echo request headers back."""
         return text.replace(self._token, "***") if self._token else text
 
     def close(self) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from rl_pipeline.defs.assets import api_resource_key, endpoint_asset
 from rl_pipeline.defs.resources import DuckDBWarehouse, RateLimitedApi
 from rl_pipeline.defs.sensors import quota_sensor
+from rl_pipeline.locations import STATE_STORE_ENV
 from rl_pipeline.sources import SourcesFile, load_sources
 
 
@@ -26,10 +29,14 @@ def build_definitions(sources: SourcesFile | None = None, sources_file: str | No
         jobs.append(job)
         # Runs shortly after midnight UTC for the day that just ended.
         schedules.append(dg.build_schedule_from_partitioned_job(job, hour_of_day=0, minute_of_hour=15))
+        # Set from the environment, the store URL (it may hold a Redis password) shows in Dagster's
+        # config as the variable's name, never its value.
+        store = {"state_store": dg.EnvVar(STATE_STORE_ENV)} if os.environ.get(STATE_STORE_ENV) else {}
         resources[api_resource_key(api)] = RateLimitedApi(
             api=api,
             token=dg.EnvVar(spec.token_env) if spec.token_env else None,
             sources_file=sources_file,
+            **store,
         )
     resources["warehouse"] = DuckDBWarehouse()
     return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, sensors=sensors, resources=resources)

@@ -83,9 +83,11 @@ class EndpointGuard:
         *,
         rng: random.Random,
         on_event: EventSink = ignore,
+        max_pause: float = 600.0,
     ) -> None:
         spec, margin = shared.spec, shared.spec.pacing.margin
         self.shared, self.endpoint, self.rng, self.on_event = shared, endpoint, rng, on_event
+        self.max_pause = max_pause  # the longest pause a server's answer may set: no run waits longer anyway
         self.clock = shared.clock
         self.name = f"{shared.name}.{endpoint}"
         endpoint_spec = spec.endpoints[endpoint]
@@ -194,7 +196,7 @@ class EndpointGuard:
         pause = server.pause_for if (status == 429 or server.exhausted) else None
         if status == 429:
             refusal = shared.pace.on_refused(server.retry_after)
-            pause = max(pause or 0.0, refusal.pause)
+            pause = min(max(pause or 0.0, refusal.pause), self.max_pause)
             if refusal.decreased:
                 self.on_event(
                     "pace",
@@ -206,7 +208,7 @@ class EndpointGuard:
         elif status < 400:
             shared.pace.on_success()
         if pause:
-            self.limiter.pause(pause)
+            self.limiter.pause(min(pause, self.max_pause))
         self.breaker.after_request(success=healthy and status < 500)
         return server.retry_after
 

@@ -22,5 +22,6 @@ def project_root(start: Path | None = None) -> Path:
 ROOT = project_root()
 DAGSTER_HOME = os.environ.get("DAGSTER_HOME", str(ROOT / "dagster_home"))
 DATA_DIR = os.environ.get("RL_DATA_DIR", str(ROOT / "data"))
-DEFAULT_STATE_STORE = os.environ.get("RL_STATE_STORE", f"sqlite:///{DATA_DIR}/state.sqlite")
+STATE_STORE_ENV = "RL_STATE_STORE"
+DEFAULT_STATE_STORE = os.environ.get(STATE_STORE_ENV, f"sqlite:///{DATA_DIR}/state.sqlite")
 DEFAULT_WAREHOUSE = os.environ.get("RL_WAREHOUSE", f"{DATA_DIR}/warehouse.duckdb")

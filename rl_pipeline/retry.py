@@ -34,7 +34,7 @@ class RetryPolicy:
     ) -> float:
         """Seconds to wait before try number `attempt + 1` (attempt counts from 0)."""
         rng = rng or random
-        backoff = min(self.max_delay, self.base_delay * 2**attempt)
+        backoff = min(self.max_delay, self.base_delay * 2 ** min(attempt, 64))  # 2**1024 overflows a float
         match self.jitter:
             case Jitter.FULL:
                 delay = rng.uniform(0, backoff)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import dagster as dg
 from pydantic import Field
 
@@ -12,6 +15,7 @@ from rl_pipeline.locations import DEFAULT_STATE_STORE, DEFAULT_WAREHOUSE
 from rl_pipeline.retry import Jitter, RetryPolicy
 from rl_pipeline.sources import load_sources
 from rl_pipeline.state import StateStore, open_store
+from rl_pipeline.state.base import redact_url
 from rl_pipeline.warehouse import DEFAULT_MEMORY_LIMIT, DEFAULT_THREADS, Warehouse
 
 
@@ -42,6 +46,11 @@ class RateLimitedApi(dg.ConfigurableResource):
     )
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=30.0, gt=0)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """The fields, with any password in `state_store` starred out (a Redis URL may carry one)."""
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "state_store" else value
 
     def open_store(self) -> StateStore:
         return open_store(self.state_store)

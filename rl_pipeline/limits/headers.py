@@ -1,7 +1,7 @@
 """What a response says about the server's limit, from its headers.
 
 Understands `Retry-After` (seconds or HTTP date), `X-RateLimit-Limit/
--Remaining/-Reset` (reset as epoch seconds, epoch milliseconds or seconds
+-Remaining/-Reset` (reset as epoch seconds, milli- or microseconds, or seconds
 until: detected from the size of the number), the IETF drafts' `RateLimit`
 (`limit=, remaining=, reset=` or `"name";r=;t=`) with `RateLimit-Policy`
 (`q=`, `w=`) and the older `RateLimit-Limit/-Remaining/-Reset`. Times are
@@ -10,12 +10,14 @@ corrected for clock skew with the response's `Date`.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-_EPOCH_MS = 1e12  # a reset this large is epoch milliseconds
+_EPOCH_US = 1e15  # a reset this large is epoch microseconds
+_EPOCH_MS = 1e12  # this large, epoch milliseconds
 _EPOCH_S = 1e9  # this large, epoch seconds; smaller, seconds from now
 _PARAM = re.compile(r"([A-Za-z_-]+)\s*=\s*\"?([0-9.]+)\"?")
 
@@ -55,14 +57,17 @@ def _number(value: str | None) -> float | None:
     if value is None:
         return None
     try:
-        return float(value.strip().split(",")[0])
+        number = float(value.strip().split(",")[0])
     except ValueError:
         return None
+    return number if math.isfinite(number) else None  # `Retry-After: inf` says nothing usable
 
 
 def _reset_seconds(raw: float | None, server_now: float) -> float | None:
     if raw is None:
         return None
+    if raw >= _EPOCH_US:
+        return max(0.0, raw / 1e6 - server_now)
     if raw >= _EPOCH_MS:
         return max(0.0, raw / 1000 - server_now)
     if raw >= _EPOCH_S:

@@ -111,7 +111,8 @@ def open_store(url: str) -> StateStore:
 
         return RedisStore(url)
     raise ValueError(
-        f"state store URL {url!r}: unknown scheme {scheme!r} (use memory://, sqlite:///PATH or redis://HOST:PORT/DB)"
+        f"state store URL {redact_url(url)!r}: unknown scheme {scheme!r} "
+        "(use memory://, sqlite:///PATH or redis://HOST:PORT/DB)"
     )
 
 
