@@ -46,7 +46,9 @@ def _process_lock(path: Path) -> threading.Lock:
 
 DEFAULT_MEMORY_LIMIT = "32MB"  # a writer's DuckDB memory; see docs/benchmarks.md (one huge day)
 DEFAULT_THREADS = 1  # each DuckDB thread keeps buffers of its own
-_NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE"}
+_INTEGER = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
+_NUMERIC = _INTEGER | {"FLOAT", "DOUBLE"}
+EXACT_IN_DOUBLE = 2**53  # integers up to this size survive a DOUBLE; larger ones are rounded
 
 
 @dataclass(frozen=True)
@@ -92,15 +94,20 @@ def to_arrow(records: Sequence[Any], id_field: str, where: str) -> pa.Table:
         if not isinstance(record, dict) or record.get(id_field) is None:
             raise WarehouseError(f"{where}: record {index} has no {id_field!r}: {str(record)[:200]}")
     try:
-        return pa.Table.from_pylist(records)
+        return _table(records)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         pass
     kinds: dict[str, set[type]] = {}
+    beyond_double: set[str] = set()  # integers a DOUBLE would round
     for record in records:
         for name, value in record.items():
             if value is not None:
                 kinds.setdefault(name, set()).add(bool if isinstance(value, bool) else type(value))
+            if type(value) is int and abs(value) > EXACT_IN_DOUBLE:
+                beyond_double.add(name)
+    # Text keeps every digit: integers beyond 64 bits, and integers next to floats that a DOUBLE would round.
     mixed = {name for name, seen in kinds.items() if len(seen) > 1 and not seen <= {int, float}}
+    mixed |= {name for name in beyond_double if float in kinds[name] or _beyond_int64(records, name)}
     nested = {name for name, seen in kinds.items() if seen & {dict, list}}
 
     def as_text(name: str, value: Any) -> Any:
@@ -108,11 +115,50 @@ def to_arrow(records: Sequence[Any], id_field: str, where: str) -> pa.Table:
             return value
         return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
 
-    table = pa.Table.from_pylist([{name: as_text(name, value) for name, value in r.items()} for r in records])
+    try:
+        table = _table([{name: as_text(name, value) for name, value in r.items()} for r in records])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+        raise WarehouseError(f"{where}: the records cannot be made a table: {exc}") from None
     return pa.table(
         table.columns,
         schema=pa.schema(f.with_metadata(JSON_TEXT) if f.name in nested else f for f in table.schema),
     )
+
+
+def _table(records: Sequence[dict[str, Any]]) -> pa.Table:
+    """Records as a table with a column for every field of any record (`Table.from_pylist` takes only
+    the first record's fields and would drop a field that first appears further down the page)."""
+    return pa.Table.from_struct_array(pa.array(records)) if records else pa.table({})
+
+
+def _beyond_int64(records: Sequence[dict[str, Any]], name: str) -> bool:
+    return any(type(r.get(name)) is int and not -(2**63) <= r[name] < 2**63 for r in records)
+
+
+def checked_field_names(batch: pa.Table, where: str) -> pa.Table:
+    """`batch` with fields whose names differ only in case (a page said `name`, a later one `Name`) made
+    one, as DuckDB's case-insensitive columns will hold them. Refused, naming the field: an empty name, a
+    bookkeeping column's, and two such fields set in one record (one would overwrite the other)."""
+    first: dict[str, str] = {}
+    for name in batch.column_names:
+        if not name or name in (PARTITION_COLUMN, FETCHED_AT_COLUMN):
+            raise WarehouseError(
+                f"{where}: the API sends a field named {name!r}, which this warehouse cannot keep "
+                f"({'an empty name' if not name else 'the name of a column the pipeline writes itself'})"
+            )
+        kept = first.setdefault(name.lower(), name)
+        if kept == name:
+            continue
+        a, b = batch.column(kept), batch.column(name)
+        if a.type != b.type or pc.any(pc.and_(pc.is_valid(a), pc.is_valid(b))).as_py():
+            raise WarehouseError(
+                f"{where}: the API sends fields {kept!r} and {name!r}"
+                + (" in one record" if a.type == b.type else " of different types")
+                + "; DuckDB column names ignore case, so one would overwrite the other"
+            )
+        merged = pc.coalesce(a, b)
+        batch = batch.set_column(batch.column_names.index(kept), batch.field(kept), merged).drop_columns([name])
+    return batch
 
 
 def latest_per_id(batch: pa.Table, id_field: str) -> pa.Table:
@@ -122,6 +168,20 @@ def latest_per_id(batch: pa.Table, id_field: str) -> pa.Table:
         return batch
     order = pa.table({"id": ids, "row": pa.array(range(batch.num_rows), pa.int64())})
     return batch.take(order.group_by("id", use_threads=False).aggregate([("row", "max")]).column("row_max"))
+
+
+def _widened(conn: duckdb.DuckDBPyConnection, table: str, column: str, current: str, kind: str, batch: str) -> str:
+    """The type that keeps both the column's values and the batch's: DOUBLE for numbers while every
+    integer among them fits a DOUBLE exactly, else VARCHAR (text keeps every digit)."""
+    if not {current, kind} <= _NUMERIC:
+        return "VARCHAR"
+    sides = [(f"{column}", f"{quote(table)}")] if current in _INTEGER else []
+    sides += [(batch, "batch")] if kind in _INTEGER else []
+    for value, source in sides:
+        low, high = conn.execute(f"SELECT min({value}), max({value}) FROM {source}").fetchone()  # type: ignore[misc]
+        if low is not None and (low < -EXACT_IN_DOUBLE or high > EXACT_IN_DOUBLE):
+            return "VARCHAR"
+    return "DOUBLE"
 
 
 def _sql_literal(value: str) -> str:
@@ -198,14 +258,17 @@ class Warehouse:
         returns the rows written (one per id, the last one winning).
 
         New fields become new columns (older rows keep NULL). A field whose
-        type changes is widened (integers to DOUBLE, anything else to VARCHAR)
-        rather than losing a value. With `finished`, the partition is complete
+        type changes is widened rather than losing a value: integers to DOUBLE
+        while each fits one exactly, anything else to VARCHAR. Field names
+        the table cannot keep as they are (empty, a bookkeeping column's, two
+        differing only in case) fail the batch, naming the field. With `finished`, the partition is complete
         and what the API served for it is noted in the same transaction, for
         the row-count check.
         """
         where = where or f"table {table}, partition {partition}"
         if not isinstance(batch, pa.Table):
             batch = to_arrow(batch, id_field, where)
+        batch = checked_field_names(batch, where)
         if batch.num_rows:
             batch = latest_per_id(batch, id_field)
         elif finished is None:
@@ -259,8 +322,10 @@ class Warehouse:
             self._create(conn, table, incoming)
             existing = self._columns(conn, table)
         selected = self._evolve(conn, table, existing, incoming)
-        conn.execute(f"DELETE FROM {quote(table)} WHERE {quote(id_field)} IN (SELECT {quote(id_field)} FROM batch)")
-        conn.execute(f"INSERT INTO {quote(table)} BY NAME SELECT {', '.join(selected)} FROM batch")
+        # The ids as the table holds them (a column widened to text holds them as text).
+        ids = selected[id_field].rsplit(" AS ", 1)[0]
+        conn.execute(f"DELETE FROM {quote(table)} WHERE {quote(id_field)} IN (SELECT {ids} FROM batch)")
+        conn.execute(f"INSERT INTO {quote(table)} BY NAME SELECT {', '.join(selected.values())} FROM batch")
 
     @staticmethod
     def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
@@ -280,24 +345,28 @@ class Warehouse:
     @staticmethod
     def _evolve(
         conn: duckdb.DuckDBPyConnection, table: str, existing: dict[str, str], incoming: dict[str, tuple[str, str]]
-    ) -> list[str]:
-        """Add new columns, widen changed ones; return the SELECT list for the batch."""
-        selected = []
+    ) -> dict[str, str]:
+        """Add new columns, widen changed ones; return the SELECT list for the batch, by incoming name.
+
+        A field meets its column whatever the case of its name (DuckDB's names ignore case)."""
+        by_lower = {name.lower(): name for name in existing}
+        selected = {}
         for name, (kind, expression) in incoming.items():
-            column = quote(name)
+            column_name = by_lower.get(name.lower(), name)
+            column = quote(column_name)
+            current = existing.get(column_name)
             if kind == '"NULL"':
-                if name in existing:
-                    selected.append(f"NULL AS {column}")
+                if current is not None:
+                    selected[name] = f"NULL AS {column}"
                 continue
-            current = existing.get(name)
             if current is None:
                 conn.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {column} {kind}")
                 current = kind
             elif current != kind and current != "VARCHAR":
-                current = "DOUBLE" if {current, kind} <= _NUMERIC else "VARCHAR"
-                if current != existing[name]:
+                current = _widened(conn, table, column, current, kind, expression)
+                if current != existing[column_name]:
                     conn.execute(f"ALTER TABLE {quote(table)} ALTER COLUMN {column} TYPE {current}")
-            selected.append(
+            selected[name] = (
                 f"CAST({expression} AS {current}) AS {column}" if current != kind else f"{expression} AS {column}"
             )
         return selected

@@ -87,3 +87,75 @@ def test_a_batch_beyond_the_writers_memory_limit_says_which_setting_to_raise(tmp
     with pytest.raises(WarehouseError, match=r"page 7: DuckDB ran out of the writer's memory_limit \(1MB\)"):
         warehouse.upsert("t", batch, partition="p", fetched_at=NOW, where="page 7")
     assert warehouse.duplicate_ids("t", "id") == (0, 0)  # nothing of it written: not even the table
+
+
+def column_type(warehouse: Warehouse, column: str, table: str = "t") -> str:
+    with warehouse.connect(read_only=True) as conn:
+        return conn.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = ? AND column_name = ?",
+            [table, column],
+        ).fetchone()[0]
+
+
+def test_d13_an_integer_beyond_a_double_is_never_rounded_when_the_column_widens(warehouse: Warehouse) -> None:
+    big = 2**53 + 1  # 9007199254740993: a DOUBLE stores ...992
+    warehouse.upsert("t", [{"id": 1, "v": big}], partition="p", fetched_at=NOW)
+    warehouse.upsert("t", [{"id": 2, "v": 1.5}], partition="p", fetched_at=NOW)
+    assert rows(warehouse) == [(1, str(big)), (2, "1.5")] and column_type(warehouse, "v") == "VARCHAR"
+    # Small integers meeting floats still make a number column.
+    warehouse.upsert("u", [{"id": 1, "v": 3}], partition="p", fetched_at=NOW)
+    warehouse.upsert("u", [{"id": 2, "v": 1.5}], partition="p", fetched_at=NOW)
+    assert rows(warehouse, "u") == [(1, 3.0), (2, 1.5)] and column_type(warehouse, "v", "u") == "DOUBLE"
+    # A DOUBLE column meeting a big integer.
+    warehouse.upsert("w", [{"id": 1, "v": 0.5}], partition="p", fetched_at=NOW)
+    warehouse.upsert("w", [{"id": 2, "v": big}], partition="p", fetched_at=NOW)
+    assert rows(warehouse, "w") == [(1, "0.5"), (2, str(big))]
+
+
+def test_d12_d13_huge_integers_in_one_page_are_kept_as_text_or_named(warehouse: Warehouse) -> None:
+    records = [{"id": 1, "v": 2**64}, {"id": 2, "v": 7}]  # beyond 64 bits
+    warehouse.upsert("t", records, partition="p", fetched_at=NOW, where="page 2")
+    assert rows(warehouse) == [(1, str(2**64)), (2, "7")]
+    mixed = [{"id": 1, "v": 2**53 + 1}, {"id": 2, "v": 0.25}]  # Arrow refuses to round the integer
+    assert to_arrow(mixed, "id", "page 3").column("v").to_pylist() == [str(2**53 + 1), "0.25"]
+
+
+def test_d10_ids_of_another_type_in_a_later_batch_still_replace_their_rows(warehouse: Warehouse) -> None:
+    warehouse.upsert("t", [{"id": "a", "v": "x"}, {"id": "1", "v": "old"}], partition="p", fetched_at=NOW)
+    warehouse.upsert("t", [{"id": 1, "v": "new"}], partition="p", fetched_at=NOW)  # ints meet a text column
+    assert rows(warehouse) == [("1", "new"), ("a", "x")]
+    warehouse.upsert("u", [{"id": 1, "v": "old"}], partition="p", fetched_at=NOW)
+    warehouse.upsert("u", [{"id": "b", "v": "x"}, {"id": "1", "v": "new"}], partition="p", fetched_at=NOW)
+    assert rows(warehouse, "u") == [("1", "new"), ("b", "x")]
+
+
+def test_a_field_first_seen_further_down_a_page_is_kept(warehouse: Warehouse) -> None:
+    warehouse.upsert("t", [{"id": 1}, {"id": 2, "v": "late"}], partition="p", fetched_at=NOW)
+    assert rows(warehouse) == [(1, None), (2, "late")]
+
+
+def test_d11_a_field_whose_case_changes_lands_in_its_column(warehouse: Warehouse) -> None:
+    warehouse.upsert("t", [{"id": 1, "name": "a"}], partition="p", fetched_at=NOW)
+    warehouse.upsert("t", [{"id": 2, "Name": "b"}], partition="p", fetched_at=NOW)  # a later page, a later batch
+    batch = [{"id": 3, "name": "c"}, {"id": 4, "NAME": "d"}]  # within one batch
+    warehouse.upsert("t", batch, partition="p", fetched_at=NOW)
+    with warehouse.connect(read_only=True) as conn:
+        assert conn.execute("SELECT id, name FROM t ORDER BY id").fetchall() == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
+
+
+@pytest.mark.parametrize(
+    ("record", "named"),
+    [
+        ({"id": 1, "_partition": "the API's own"}, "'_partition'"),
+        ({"id": 1, "_fetched_at": "2020-01-01"}, "'_fetched_at'"),
+        ({"id": 1, "": "no name"}, "''"),
+        ({"id": 1, "name": "a", "Name": "b"}, "'name' and 'Name' in one record"),
+    ],
+)
+def test_d20_a_field_the_table_cannot_keep_fails_naming_it_and_writes_nothing(
+    warehouse: Warehouse, record: dict, named: str
+) -> None:
+    warehouse.upsert("t", [{"id": 0, "v": "kept"}], partition="p", fetched_at=NOW)
+    with pytest.raises(WarehouseError, match=f"page 5: the API sends (a )?field.* {named}"):
+        warehouse.upsert("t", [record], partition="p", fetched_at=NOW, where="page 5")
+    assert warehouse.count("t") == 1
