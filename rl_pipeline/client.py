@@ -31,6 +31,7 @@ from rl_pipeline.sources import ApiSpec, EndpointSpec
 from rl_pipeline.state import StateStore
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})  # and 429, which is a wait rather than a failure
+BROKEN_BODY = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
 UNREACHABLE_AFTER = 3  # connection failures in a row, with no answer ever, that fail the request at once
 
 
@@ -291,6 +292,11 @@ class ApiClient:
         try:
             response = self._session.get(request.url, params=request.params, timeout=self.timeout)
             self._warm = True
+        except BROKEN_BODY as exc:  # the server answered, and the body broke on the way
+            self.stats.count_status(type(exc).__name__)
+            reachability.answered(self.base_url)
+            guard.on_failure()
+            return Answer(problem=f"a broken body ({type(exc).__name__}) from {self._path(request)}")
         except (requests.Timeout, requests.ConnectionError) as exc:
             self.stats.count_status(type(exc).__name__)
             guard.on_failure()

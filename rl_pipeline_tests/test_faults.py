@@ -84,15 +84,30 @@ def test_a_cursor_that_loops_back_fails_naming_the_page(make_demo_api, warehouse
     assert "source demo.events_cursor, partition 2024-01-04, page 5: the API led back to an earlier page" in message
 
 
-@pytest.mark.parametrize("fault", ["truncated_rate", "html_rate"])
-def test_an_unparseable_page_fails_after_its_retries(fault, make_demo_api, warehouse: Warehouse, store_url) -> None:
+@pytest.mark.parametrize(
+    ("fault", "problem"),
+    [("truncated_rate", "a broken body (ChunkedEncodingError)"), ("html_rate", "a body that is not JSON")],
+)
+def test_an_unparseable_page_fails_after_its_retries(
+    fault, problem, make_demo_api, warehouse: Warehouse, store_url
+) -> None:
+    """D9: a connection dropped mid-body is retried like any broken answer, and named when retries run out."""
     server = make_demo_api(faults=Faults(**{fault: 1.0}))
     result = backfill(["events_link"], "2024-01-03", "2024-01-03", warehouse, store_url, **FAST_RETRIES)
     assert not result.success
     message = error_of(result, "events_link")
-    assert "source demo.events_link, partition 2024-01-03, page 1: a body that is not JSON" in message
+    assert f"source demo.events_link, partition 2024-01-03, page 1: {problem}" in message
     assert "gave up after 3 attempts" in message
     assert len(server.api.stats()["requests"]) == 3
+
+
+def test_d9_bodies_cut_short_are_retried_and_the_day_completes(make_demo_api, warehouse: Warehouse, store_url) -> None:
+    make_demo_api(faults=Faults(truncated_rate=0.3, seed=3))
+    result = backfill(
+        ["events_link"], "2024-01-03", "2024-01-04", warehouse, store_url, **{**FAST_RETRIES, "max_attempts": 8}
+    )
+    assert result.success
+    assert table_rows(warehouse, "events_link")[1] == expected_rows(day_range("2024-01-03", "2024-01-04"))
 
 
 @pytest.mark.parametrize("endpoint", ["events_cursor", "events_link"])

@@ -21,7 +21,7 @@ class Faults:
     slow_seconds: float = 0.5
     hang_rate: float = 0.0  # share that hang for `hang_seconds`, past a client's read timeout
     hang_seconds: float = 30.0
-    truncated_rate: float = 0.0  # share answered 200 with JSON cut short
+    truncated_rate: float = 0.0  # share answered 200 whose connection drops half way through the body
     html_rate: float = 0.0  # share answered 200 with an HTML error page
     outage_until: float = 0.0  # epoch seconds: until then every request gets 503
     drift_from: date | None = None  # from this day on, records carry a new field `channel`

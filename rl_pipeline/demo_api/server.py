@@ -287,9 +287,10 @@ class Handler(BaseHTTPRequestHandler):
         api.record(arrived, status, url.path)
         if fault in ("slow", "hang"):
             time.sleep(getattr(api.config.faults, f"{fault}_seconds"))
-        if fault == "truncated":
+        if fault == "truncated":  # the connection drops half way through the body it announced
             payload = json.dumps(body, ensure_ascii=False).encode()
-            self._send_raw(status, payload[: len(payload) // 2], "application/json; charset=utf-8", headers)
+            self._send_raw(status, payload, "application/json; charset=utf-8", headers, cut=len(payload) // 2)
+            self.close_connection = True
         elif fault == "html":
             page = b"<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
             self._send_raw(200, page, "text/html", headers)
@@ -301,7 +302,15 @@ class Handler(BaseHTTPRequestHandler):
             status, json.dumps(body, ensure_ascii=False).encode(), "application/json; charset=utf-8", headers
         )
 
-    def _send_raw(self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+    def _send_raw(
+        self,
+        status: int,
+        payload: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        cut: int | None = None,
+    ) -> None:
+        """Answer `payload`; with `cut`, only its first `cut` bytes, though the header announces them all."""
         self.send_response(status, HTTPStatus(status).phrase)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
@@ -309,7 +318,7 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(payload)
+        self.wfile.write(payload[:cut])
 
 
 Page = tuple[Any, dict[str, str]]
