@@ -76,3 +76,13 @@ def test_retry_after_wins_over_the_reset() -> None:
 def test_no_headers_say_nothing() -> None:
     limit = read()
     assert limit.pause_for is None and not limit.exhausted and limit.limit is None
+
+
+def test_d18_of_several_ietf_limits_the_tightest_decides_and_odd_parameters_are_ignored() -> None:
+    both = read(
+        RateLimit='"burst";r=50;t=1, "daily";r=0;t=3600', RateLimit_Policy='"burst";q=100;w=1, "daily";q=1000;w=86400'
+    )
+    assert both.exhausted and both.pause_for == 3600  # the spent daily limit, not the burst with 50 left
+    assert (both.limit, both.window) == (1000, 86400)  # 1000 a day is the lower rate
+    odd = read(RateLimit='"default";r=3;t=2', RateLimit_Policy='"default";q=10;w=1;v=1.2.3')
+    assert (odd.remaining, odd.limit, odd.window) == (3, 10, 1)

@@ -75,8 +75,28 @@ def _reset_seconds(raw: float | None, server_now: float) -> float | None:
     return max(0.0, raw)
 
 
-def _params(value: str | None) -> dict[str, float]:
-    return {k.lower(): float(v) for k, v in _PARAM.findall(value or "")}
+def _numbers(text: str) -> dict[str, float]:
+    """The `key=number` parameters of `text`; a value that is not a number (`v=1.2.3`) is left out."""
+    found = {}
+    for key, raw in _PARAM.findall(text):
+        try:
+            found[key.lower()] = float(raw)
+        except ValueError:
+            continue
+    return found
+
+
+def _items(value: str | None) -> list[dict[str, float]]:
+    """A `RateLimit`/`RateLimit-Policy` header as one parameter dict per limit it lists: draft 9's
+    `"burst";r=50;t=1, "daily";r=0;t=3600` is two; draft 7's `limit=100, remaining=0, reset=7` is one."""
+    parts = [part for part in (value or "").split(",") if part.strip()]
+    if not any(";" in part for part in parts):
+        return [_numbers(value or "")] if parts else []
+    return [_numbers(part) for part in parts]
+
+
+def _tightest(items: list[dict[str, float]], key: object) -> dict[str, float]:
+    return min(items, key=key) if items else {}  # type: ignore[arg-type]
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -110,12 +130,19 @@ def read_server_limit(headers: Mapping[str, str], now: float) -> ServerLimit:
     remaining = _number(headers.get("X-RateLimit-Remaining") or headers.get("RateLimit-Remaining"))
     reset = _number(headers.get("X-RateLimit-Reset") or headers.get("RateLimit-Reset"))
     window = None
-    combined = _params(headers.get("RateLimit"))
+    # Of several limits the tightest decides: the least remaining (the longest reset among equals), and the
+    # policy with the lowest rate.
+    combined = _tightest(
+        _items(headers.get("RateLimit")),
+        key=lambda p: (p.get("remaining", p.get("r", math.inf)), -p.get("reset", p.get("t", 0.0))),
+    )
     if combined:
         limit = combined.get("limit", limit)
         remaining = combined.get("remaining", combined.get("r", remaining))
         reset = combined.get("reset", combined.get("t", reset))
-    policy = _params(headers.get("RateLimit-Policy"))
+    policy = _tightest(
+        _items(headers.get("RateLimit-Policy")), key=lambda p: p.get("q", math.inf) / max(p.get("w", 1.0), 1e-9)
+    )
     if policy:
         limit = policy.get("q", limit)
         window = policy.get("w")
