@@ -227,7 +227,10 @@ class ApiClient:
                     f"{where}: expected a list of records at {spec.records_path or 'the top level'!r}, "
                     f"got {type(records).__name__}"
                 )
-            following = next_page(spec.pagination, request, body, records, links)
+            try:
+                following = next_page(spec.pagination, request, body, records, links)
+            except PaginationError as exc:
+                raise PaginationError(f"{where}: {exc}") from None
             if following is not None and _origin(following.url) != _origin(self.base_url):
                 raise PaginationError(
                     f"{where}: the next page is at {_origin(following.url)}, not {_origin(self.base_url)}; "

@@ -64,29 +64,44 @@ def first_page(spec: Any, url: str, params: dict[str, str]) -> PageRequest:
 def next_page(
     spec: Any, current: PageRequest, body: Any, records: list[Any], links: dict[str, dict[str, str]]
 ) -> PageRequest | None:
-    """The request for the page after `current`, or None when this was the last."""
+    """The request for the page after `current`, or None when this was the last.
+
+    Where the API counts (a total, a page count, `has_more`), its count decides, not the page's size: a
+    server may cap pages below `page_size`, or serve an empty page in the middle. Raises PaginationError
+    where the API says there is more but gives no way to it."""
     match spec:
         case OffsetPagination():
             offset = int(current.params[spec.offset_param]) + len(records)
             total = dig(body, spec.total_path)
-            if len(records) < spec.page_size or (isinstance(total, int) and offset >= total):
+            if isinstance(total, int):
+                if offset >= total:
+                    return None
+                if not records:
+                    raise PaginationError(f"an empty page at offset {offset}, though the API's total is {total}")
+            elif len(records) < spec.page_size:
                 return None
             return PageRequest(current.url, {**current.params, spec.offset_param: str(offset)})
         case PageNumberPagination():
             page = int(current.params[spec.page_param])
             total_pages = dig(body, spec.total_pages_path)
             last = page >= total_pages if isinstance(total_pages, int) else len(records) < spec.page_size
-            if last or not records:
+            if last:
                 return None
             return PageRequest(current.url, {**current.params, spec.page_param: str(page + 1)})
         case CursorPagination():
-            if spec.has_more_path is not None and not dig(body, spec.has_more_path):
+            more = dig(body, spec.has_more_path) if spec.has_more_path is not None else None
+            if spec.has_more_path is not None and not more:
                 return None
             if spec.cursor_record_field is not None:
                 cursor = dig(records[-1], spec.cursor_record_field) if records else None
             else:
                 cursor = dig(body, spec.cursor_path)
             if cursor in (None, ""):
+                if more:
+                    raise PaginationError(
+                        f"{spec.has_more_path!r} says there is more, but the page gives no cursor "
+                        + ("(it is empty)" if not records else f"at {spec.cursor_record_field or spec.cursor_path!r}")
+                    )
                 return None
             return PageRequest(current.url, {**current.params, spec.cursor_param: str(cursor)})
         case LinkPagination():

@@ -15,6 +15,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from rl_pipeline.sources import ApiSpec, load_sources
+
+SECRET = "s3cret-token-value"  # the token clients of a scripted server send: it must never show anywhere
+
+
+def spec_for(url: str) -> ApiSpec:
+    """The shipped demo API's description, pointed at `url`, with no base-URL variable to override it."""
+    return load_sources().apis["demo"].model_copy(update={"base_url": url, "base_url_env": None})
+
 
 @dataclass
 class Reply:

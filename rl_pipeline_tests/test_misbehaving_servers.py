@@ -13,17 +13,11 @@ import pytest
 from rl_pipeline.client import ApiClient, ApiError, MissingTokenError
 from rl_pipeline.pagination import PaginationError
 from rl_pipeline.retry import RetryPolicy
-from rl_pipeline.sources import ApiSpec, load_sources
 from rl_pipeline.state import open_store
-from rl_pipeline_tests.scripted_server import Reply, ScriptedServer, scripted_server
+from rl_pipeline_tests.scripted_server import SECRET as TOKEN
+from rl_pipeline_tests.scripted_server import Reply, ScriptedServer, scripted_server, spec_for
 
-TOKEN = "s3cret-token-value"
 DAY = date(2024, 1, 4)
-
-
-def spec_for(url: str) -> ApiSpec:
-    """The shipped demo API's description, pointed at `url`, with no base-URL variable to override it."""
-    return load_sources().apis["demo"].model_copy(update={"base_url": url, "base_url_env": None})
 
 
 def client_for(server: ScriptedServer, store_url: str = "memory://", **kwargs) -> ApiClient:
