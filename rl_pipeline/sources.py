@@ -14,11 +14,13 @@ from datetime import UTC, date, datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PositiveInt,
@@ -45,6 +47,16 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, got {str(value).lower()}")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_no_bool)]  # YAML's `true` is not 1 request a second
+RESERVED_TABLES = {"batch", "_rl_partitions"}  # the writer's view of a batch, and its bookkeeping table
+
+
 def _identifier(value: str) -> str:
     if not _IDENTIFIER.match(value):
         raise ValueError(f"{value!r} is not a valid name (letters, digits, underscores; not starting with a digit)")
@@ -64,11 +76,21 @@ class RateLimitSpec(_Spec):
     """
 
     name: str | None = None  # default: what it says, e.g. "20/1s"
-    rate: float = Field(gt=0, allow_inf_nan=False)
-    period: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    burst: float | None = Field(default=None, ge=1, allow_inf_nan=False)
+    rate: Number = Field(gt=0, allow_inf_nan=False)
+    period: Number = Field(default=1.0, gt=0, allow_inf_nan=False)
+    burst: Number | None = Field(default=None, ge=1, allow_inf_nan=False)
     algorithm: Algorithm = Algorithm.TOKEN_BUCKET
-    jitter_tolerance: float = Field(default=0.25, ge=0, allow_inf_nan=False)
+    jitter_tolerance: Number = Field(default=0.25, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _grantable(self) -> RateLimitSpec:
+        sliding = self.algorithm in (Algorithm.SLIDING_WINDOW_LOG, Algorithm.SLIDING_WINDOW_COUNTER)
+        if sliding and self.rate < 1:
+            raise ValueError(
+                f"a sliding window of {self.rate:g} requests per {self.period:g}s never grants one; "
+                "give whole requests per a longer period (e.g. rate: 1, period: 10)"
+            )
+        return self
 
     @property
     def key(self) -> str:
@@ -101,9 +123,9 @@ RateLimits = Annotated[list[RateLimitSpec], AfterValidator(_distinct_limits)]
 class AdaptiveSpec(_Spec):
     """For an API that publishes no limit: start at `initial_rate` (requests/s) and grow until the server refuses."""
 
-    initial_rate: float = Field(gt=0, allow_inf_nan=False)
-    min_rate: float = Field(default=0.1, gt=0, allow_inf_nan=False)
-    max_rate: float = Field(default=1000.0, gt=0, allow_inf_nan=False)
+    initial_rate: Number = Field(gt=0, allow_inf_nan=False)
+    min_rate: Number = Field(default=0.1, gt=0, allow_inf_nan=False)
+    max_rate: Number = Field(default=1000.0, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _ordered(self) -> AdaptiveSpec:
@@ -224,6 +246,12 @@ class CursorPagination(_Spec):
     limit_param: str | None = "limit"
     page_size: PositiveInt = 100
 
+    @model_validator(mode="after")
+    def _cursor_from_somewhere(self) -> CursorPagination:
+        if not self.cursor_path and not self.cursor_record_field:
+            raise ValueError("give `cursor_path` (where the body holds the next cursor) or `cursor_record_field`")
+        return self
+
 
 class LinkPagination(_Spec):
     """`Link: <url>; rel="next"` headers, as GitHub sends them."""
@@ -253,6 +281,13 @@ class EndpointSpec(_Spec):
     def _names(cls, value: str | None) -> str | None:
         return value if value is None else _identifier(value)
 
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"must start with / (it is appended to base_url), got {value!r}")
+        return value
+
     def table_name(self, endpoint_name: str) -> str:
         return self.table or endpoint_name
 
@@ -278,8 +313,8 @@ class ApiSpec(_Spec):
     @field_validator("base_url")
     @classmethod
     def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        if not value.startswith(("http://", "https://")) or not urlsplit(value).hostname:
+            raise ValueError(f"must be http:// or https:// and a host, got {value!r}")
         return value.rstrip("/")
 
     def pace_policy(self) -> PacePolicy:
@@ -322,9 +357,13 @@ class SourcesFile(_Spec):
             for name, endpoint in api.endpoints.items():
                 _identifier(name)
                 table = endpoint.table_name(name)
-                if table in tables:
-                    raise ValueError(f"table {table!r} is written by both {tables[table]} and {api_name}.{name}")
-                tables[table] = f"{api_name}.{name}"
+                if table.lower() in RESERVED_TABLES:
+                    raise ValueError(f"{api_name}.{name}: table name {table!r} is the pipeline's own; pick another")
+                if table.lower() in tables:  # DuckDB's names ignore case: Events and events are one table
+                    raise ValueError(
+                        f"table {table!r} is written by both {tables[table.lower()]} and {api_name}.{name}"
+                    )
+                tables[table.lower()] = f"{api_name}.{name}"
         return self
 
 
@@ -340,6 +379,10 @@ def load_sources(path: str | os.PathLike[str] | None = None) -> SourcesFile:
         raw = yaml.safe_load(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SourceFileError(f"sources file {source}: not found") from None
+    except UnicodeDecodeError as exc:
+        raise SourceFileError(f"sources file {source}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:  # a directory, no permission
+        raise SourceFileError(f"sources file {source}: cannot be read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise SourceFileError(f"sources file {source}: not valid YAML: {exc}") from None
     try:

@@ -39,6 +39,34 @@ def api(data):
             "two different rate limits are named 'a'",
         ),
         (lambda d: api(d).update(base_url="ftp://x"), "apis.demo.base_url", "http://"),
+        # D19: what loaded before and failed only at run time, or with a raw error.
+        (lambda d: api(d).update(base_url="http://"), "apis.demo.base_url", "and a host"),
+        (
+            lambda d: api(d)["endpoints"]["events_link"].update(path="v1/link/events"),
+            "apis.demo.endpoints.events_link.path",
+            "must start with /",
+        ),
+        (
+            lambda d: api(d)["endpoints"]["events_cursor"]["pagination"].update(cursor_path=None),
+            "apis.demo.endpoints.events_cursor.pagination.cursor",
+            "give `cursor_path`",
+        ),
+        (
+            lambda d: api(d).update(rate_limits=[{"rate": 0.5, "algorithm": "sliding_window_log"}]),
+            "apis.demo.rate_limits.0",
+            "never grants one",
+        ),
+        (lambda d: api(d)["rate_limits"][0].update(rate=True), "apis.demo.rate_limits.0.rate", "must be a number"),
+        (
+            lambda d: api(d)["endpoints"]["events_link"].update(table="Events_Offset"),
+            "(top level)",
+            "table 'events_offset' is written by both demo.events_link and demo.events_offset",
+        ),
+        (
+            lambda d: api(d)["endpoints"]["events_link"].update(table="batch"),
+            "(top level)",
+            "table name 'batch' is the pipeline's own",
+        ),
         (lambda d: api(d).pop("start_date"), "apis.demo.start_date", "Field required"),
         (
             lambda d: api(d)["endpoints"]["events_link"]["pagination"].update(style="magic"),
@@ -84,6 +112,12 @@ def test_missing_and_unparseable_files(tmp_path: Path) -> None:
     broken.write_text("apis: [unclosed")
     with pytest.raises(SourceFileError, match=f"sources file {broken}: not valid YAML"):
         load_sources(broken)
+    latin1 = tmp_path / "latin1.yaml"  # D19
+    latin1.write_bytes("apis: {caf\u00e9: 1}".encode("latin-1"))
+    with pytest.raises(SourceFileError, match=f"sources file {latin1}: not UTF-8 text"):
+        load_sources(latin1)
+    with pytest.raises(SourceFileError, match=f"sources file {tmp_path}: cannot be read"):
+        load_sources(tmp_path)
 
 
 def test_the_environment_variable_picks_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
