@@ -206,3 +206,23 @@ def test_hosts_whose_clocks_disagree_share_one_redis_budget(redis_url, namespace
     # The control: stores that take the hosts' times as they are let the host ahead refill on every turn.
     unaware = RedisStore(redis_url, FakeClock(1_700_000_000.0)), RedisStore(redis_url, FakeClock(1_700_000_000.0))
     assert grants(*unaware, clock_a, clock_b, namespace + "-control") > 10
+
+
+@pytest.mark.parametrize("algorithm", list(Algorithm))
+def test_d8_a_limit_whose_algorithm_changes_starts_afresh(store, namespace, algorithm: Algorithm) -> None:
+    """The sources file said token bucket, then another algorithm, while the first one's state was stored."""
+    clock = FakeClock()
+    before = Algorithm.TOKEN_BUCKET if algorithm != Algorithm.TOKEN_BUCKET else Algorithm.SLIDING_WINDOW_LOG
+    old = limiter(store, namespace, clock, per_second=Limit(rate=5, algorithm=before))
+    assert sum(old.try_acquire() for _ in range(10)) == 5
+    new = limiter(store, namespace, clock, per_second=Limit(rate=5, algorithm=algorithm))
+    assert new.try_acquire()  # no "user-defined function raised exception", no Lua error
+    assert new.wait_time() >= 0
+
+
+def test_d8_an_error_inside_an_update_is_the_callers_own(store, namespace) -> None:
+    def broken(value: str | None) -> str:
+        raise KeyError("the caller's own mistake")
+
+    with pytest.raises(KeyError, match="the caller's own mistake"):
+        store.update(f"{namespace}:k", broken)

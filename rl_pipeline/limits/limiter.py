@@ -43,10 +43,10 @@ class RateLimiter:
             self.set_limit(name, limit)
 
     def set_limit(self, name: str, limit: Limit) -> None:
-        """Add or change a limit (say, a learned rate); its state carries over."""
+        """Add or change a limit (say, a learned rate); its state carries over while its algorithm and
+        period stay the same (the state is stored under them: state of another shape starts afresh)."""
         self.limits[name] = limit
-        self._named = list(self.limits.items())
-        self._max_cost = min(lim.capacity for lim in self.limits.values())
+        self._named = [(f"{n}@{lim.algorithm.value}/{lim.period:g}s", lim) for n, lim in self.limits.items()]
 
     def _check_cost(self, cost: float) -> None:
         for name, limit in self.limits.items():

@@ -34,9 +34,14 @@ class _Updater:
     def __init__(self) -> None:
         self.fn: Callable[[str | None], str | None] = lambda value: value
         self.result: str | None = None
+        self.error: Exception | None = None  # SQLite reports only "user-defined function raised exception"
 
     def __call__(self, value: str | None) -> str | None:
-        self.result = self.fn(value)
+        try:
+            self.result = self.fn(value)
+        except Exception as exc:
+            self.error = exc
+            raise
         return self.result
 
 
@@ -69,10 +74,15 @@ class SqliteStore(StateStore):
 
     def update(self, key: str, fn: Callable[[str | None], str | None]) -> str | None:
         conn, updater = self._connection()
-        updater.fn = fn
-        if conn.execute(_UPDATE, (key,)).rowcount == 0:
-            conn.execute(_CREATE, (key,))
-            conn.execute(_UPDATE, (key,))
+        updater.fn, updater.error = fn, None
+        try:
+            if conn.execute(_UPDATE, (key,)).rowcount == 0:
+                conn.execute(_CREATE, (key,))
+                conn.execute(_UPDATE, (key,))
+        except sqlite3.OperationalError:
+            if updater.error is not None:
+                raise updater.error from None
+            raise
         return updater.result
 
     def acquire(
