@@ -15,8 +15,8 @@ _ACQUIRE = files("rl_pipeline.state").joinpath("redis_store.lua").read_text()
 # Pauses only lengthen: keep the later of the stored and the new end.
 _PAUSE = """
 if tonumber(ARGV[1]) > tonumber(redis.call("GET", KEYS[1]) or "0") then
-  -- gone a second after it ends (the time is the Redis server's own), so no pause outlives its use
-  redis.call("SET", KEYS[1], ARGV[1], "PXAT", string.format("%.0f", tonumber(ARGV[1]) * 1000 + 1000))
+  -- Pauses are capped far below a day by their setters; the key's own end keeps a stray one from sticking.
+  redis.call("SET", KEYS[1], ARGV[1], "EX", 86400)
 end
 """
 
