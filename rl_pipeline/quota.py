@@ -76,16 +76,19 @@ class QuotaLedger:
         self.key = key or f"quota:{api}"
 
     def _read(self, raw: str | None, now: float) -> tuple[float, int, float, int]:
-        """(day start, used that day, month start, used that month), rolled over to the current periods."""
+        """(day start, used that day, month start, used that month), rolled over to the current periods.
+
+        A stored period is never rolled back: a host whose clock is behind the one that rolled it over
+        charges the new period too, rather than flipping the ledger between two days at the reset."""
         day_start, _, month_start, _ = self.policy.periods(now)
         stored_day, day_used, stored_month, month_used = (
             (float(x) for x in raw.split(",")) if raw else (day_start, 0, month_start, 0)
         )
         return (
-            day_start,
-            int(day_used) if stored_day == day_start else 0,
-            month_start,
-            int(month_used) if stored_month == month_start else 0,
+            max(day_start, stored_day),
+            int(day_used) if stored_day >= day_start else 0,
+            max(month_start, stored_month),
+            int(month_used) if stored_month >= month_start else 0,
         )
 
     def usage(self) -> Usage:

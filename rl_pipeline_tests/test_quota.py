@@ -31,6 +31,23 @@ def test_the_daily_quota_is_never_passed_and_resets_at_midnight(store, namespace
     assert (ledger.usage().day_used, ledger.usage().month_used) == (1, 1)  # a new day, and a new month
 
 
+def test_d16_hosts_with_skewed_clocks_never_flip_the_ledger_between_days(store, namespace) -> None:
+    """Host A's clock is 2 s ahead of host B's: at the reset A is in the new day, B still in the old."""
+    policy = QuotaPolicy(daily=10)
+    a = QuotaLedger(store, namespace, policy, FakeClock(start=at("2026-04-01T00:00:01")))
+    b = QuotaLedger(store, namespace, policy, FakeClock(start=at("2026-03-31T23:59:59")))
+    sent = 0
+    for _ in range(30):
+        for host in (a, b):
+            try:
+                host.charge()
+                sent += 1
+            except QuotaExhausted:
+                pass
+    assert sent == 10  # the new day's 10, charged by both; not 30 + 30 with the ledger flipping
+    assert a.usage().day_used == b.usage().day_used == 10
+
+
 def test_the_monthly_quota_holds_across_days(store, namespace) -> None:
     clock = FakeClock(start=at("2026-02-10T12:00:00"))
     ledger = QuotaLedger(store, namespace, QuotaPolicy(daily=10, monthly=15), clock)
