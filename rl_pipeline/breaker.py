@@ -4,6 +4,9 @@ closed --(N consecutive failures, or a failure rate over a window)--> open
 open --(cool-down over)--> half-open: exactly one worker, anywhere, gets the probe
 half-open --(probe succeeds)--> closed;  --(probe fails)--> open again
 
+Only the probe's own outcome decides half-open: a straggler (a request sent
+before the circuit opened) that answers meanwhile changes nothing.
+
 While open, no worker in any process sends a request to the endpoint. A
 failure is what says the endpoint is unwell: a 5xx, a timeout, a dropped
 connection, a broken body. A 429 is the rate limiter's business, and other
@@ -12,6 +15,7 @@ connection, a broken body. A 429 is the rate limiter's business, and other
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -57,39 +61,42 @@ class BreakerState:
     failures: int = 0
     open_until: float = 0.0
     probe_until: float = 0.0  # half-open: the probe's lease
+    probe: str = ""  # half-open: who holds it
 
     def encode(self) -> str:
         return ",".join(
             [self.status.value]
             + [repr(v) for v in (self.consecutive, self.window_start, self.requests, self.failures)]
-            + [repr(self.open_until), repr(self.probe_until)]
+            + [repr(self.open_until), repr(self.probe_until), self.probe]
         )
 
     @classmethod
     def decode(cls, raw: str | None) -> BreakerState:
         if not raw:
             return cls()
-        status, consecutive, start, requests, failures, open_until, probe_until = raw.split(",")
+        status, consecutive, start, requests, failures, open_until, probe_until, *probe = raw.split(",")
         return cls(
             Status(status), int(consecutive), float(start), int(requests), int(failures), float(open_until),
-            float(probe_until),
+            float(probe_until), probe[0] if probe else "",
         )  # fmt: skip
 
 
-def admit(state: BreakerState, policy: BreakerPolicy, now: float) -> tuple[bool, BreakerState]:
-    """May a request go now? Taking the half-open probe is part of the answer."""
+def admit(state: BreakerState, policy: BreakerPolicy, now: float, probe: str) -> tuple[bool, BreakerState]:
+    """May a request go now? Taking the half-open probe (as `probe`) is part of the answer."""
     if state.status is Status.CLOSED:
         return True, state
     if state.status is Status.OPEN and now < state.open_until:
         return False, state
     if state.status is Status.HALF_OPEN and now < state.probe_until:
         return False, state  # another worker's probe is in flight
-    return True, replace(state, status=Status.HALF_OPEN, probe_until=now + policy.probe_timeout)
+    return True, replace(state, status=Status.HALF_OPEN, probe_until=now + policy.probe_timeout, probe=probe)
 
 
-def record(state: BreakerState, policy: BreakerPolicy, now: float, success: bool) -> BreakerState:
-    """The state after a request's outcome."""
+def record(state: BreakerState, policy: BreakerPolicy, now: float, success: bool, probe: str = "") -> BreakerState:
+    """The state after a request's outcome (`probe`: the lease it was sent under, if any)."""
     if state.status is Status.HALF_OPEN:
+        if probe != state.probe:
+            return state  # a straggler: only the probe decides
         if success:
             return BreakerState(window_start=now)
         return BreakerState(Status.OPEN, open_until=now + policy.cooldown, window_start=now)
@@ -120,28 +127,38 @@ class CircuitBreaker:
     def state(self) -> BreakerState:
         return BreakerState.decode(self.store.get(self.key))
 
-    def before_request(self) -> None:
-        """Return if a request may go; raise CircuitOpen saying until when otherwise."""
+    def check(self) -> None:
+        """Raise CircuitOpen while no request may go (open, or another's probe in flight); take nothing."""
+        state, now = self.state(), self.clock.now()
+        if state.status is Status.OPEN and now < state.open_until:
+            raise CircuitOpen(self.name, state.open_until)
+        if state.status is Status.HALF_OPEN and now < state.probe_until:
+            raise CircuitOpen(self.name, state.probe_until)
+
+    def before_request(self) -> str:
+        """Return if a request may go, with the probe lease it holds ("" while closed); raise CircuitOpen
+        saying until when otherwise. Call it just before sending: the lease runs from here."""
         state = self.state()
         if state.status is Status.CLOSED:  # the common case costs one read
-            return
-        admitted = False
+            return ""
+        lease = uuid.uuid4().hex
 
         def take(raw: str | None) -> str:
-            nonlocal admitted, state
-            admitted, state = admit(BreakerState.decode(raw), self.policy, self.clock.now())
-            return state.encode()
+            return admit(BreakerState.decode(raw), self.policy, self.clock.now(), lease)[1].encode()
 
-        self.store.update(self.key, take)
-        if not admitted:
-            until = state.open_until if state.status is Status.OPEN else state.probe_until
-            raise CircuitOpen(self.name, until)
+        state = BreakerState.decode(self.store.update(self.key, take))
+        if state.status is Status.HALF_OPEN and state.probe == lease:
+            return lease
+        if state.status is Status.CLOSED:
+            return ""
+        raise CircuitOpen(self.name, state.open_until if state.status is Status.OPEN else state.probe_until)
 
-    def after_request(self, success: bool) -> BreakerState:
+    def after_request(self, success: bool, probe: str = "") -> BreakerState:
+        """Record an outcome; `probe` is what `before_request` returned for it."""
         now = self.clock.now()
         if success and self.state() == BreakerState(window_start=self.state().window_start):
             return self.state()  # closed and clean: nothing to write
         raw = self.store.update(
-            self.key, lambda raw: record(BreakerState.decode(raw), self.policy, now, success).encode()
+            self.key, lambda raw: record(BreakerState.decode(raw), self.policy, now, success, probe).encode()
         )
         return BreakerState.decode(raw)

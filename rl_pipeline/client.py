@@ -22,7 +22,7 @@ import requests
 from rl_pipeline import reachability
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
 from rl_pipeline.events import EventSink, ignore
-from rl_pipeline.guard import ApiShared, Blocked, EndpointGuard
+from rl_pipeline.guard import ApiShared, Blocked, EndpointGuard, Waited
 from rl_pipeline.pace import LearnedPace
 from rl_pipeline.pagination import PageRequest, PaginationError, dig, first_page, next_page
 from rl_pipeline.quota import QuotaExhausted, QuotaLedger
@@ -251,9 +251,9 @@ class ApiClient:
         started = self.clock.now()
         failures, previous_delay = 0, 0.0
         while True:
-            granted_at = self._admit(guard, started, where)
+            admitted = self._admit(guard, started, where)
             self.stats.add(requests=1)
-            answer = self._try_once(request, where, guard, granted_at)
+            answer = self._try_once(request, where, guard, admitted)
             if answer.problem is None:
                 return answer.body, answer.links
             if answer.throttled:
@@ -278,8 +278,8 @@ class ApiClient:
             )
             self.clock.sleep(delay)
 
-    def _admit(self, guard: EndpointGuard, started: float, where: str) -> float:
-        """Wait until the guard lets a request go; return when the rate granted it."""
+    def _admit(self, guard: EndpointGuard, started: float, where: str) -> Waited:
+        """Wait until the guard lets a request go; return what it waited and when the rate granted it."""
         try:
             waited = guard.admit(started, self.retry.deadline)
         except QuotaExhausted as exc:
@@ -287,22 +287,23 @@ class ApiClient:
         except Blocked as exc:
             raise ApiError(f"{where}: {exc}") from None
         self.stats.add(quota_wait_s=waited.quota, circuit_wait_s=waited.circuit, limiter_wait_s=waited.limiter)
-        return waited.granted_at
+        return waited
 
-    def _try_once(self, request: PageRequest, where: str, guard: EndpointGuard, granted_at: float) -> Answer:
+    def _try_once(self, request: PageRequest, where: str, guard: EndpointGuard, admitted: Waited) -> Answer:
         """Send once and classify the answer; raise ApiError for a 4xx that no retry can fix."""
-        guard.sending(granted_at, first=not self._warm)
+        guard.sending(admitted.granted_at, first=not self._warm)
+        probe = admitted.probe
         try:
             response = self._session.get(request.url, params=request.params, timeout=self.timeout)
             self._warm = True
         except BROKEN_BODY as exc:  # the server answered, and the body broke on the way
             self.stats.count_status(type(exc).__name__)
             reachability.answered(self.base_url)
-            guard.on_failure()
+            guard.on_failure(probe)
             return Answer(problem=f"a broken body ({type(exc).__name__}) from {self._path(request)}")
         except (requests.Timeout, requests.ConnectionError) as exc:
             self.stats.count_status(type(exc).__name__)
-            guard.on_failure()
+            guard.on_failure(probe)
             if not isinstance(exc, requests.ReadTimeout):
                 reachability.not_connected(self.base_url)
             self._unreachable = self._unreachable + 1 if reachability.never_reached(self.base_url) else 0
@@ -316,7 +317,7 @@ class ApiClient:
         status = response.status_code
         self.stats.count_status(str(status))
         if status >= 400:
-            retry_after = guard.on_answer(status, response.headers)
+            retry_after = guard.on_answer(status, response.headers, probe=probe)
             problem = f"HTTP {status} from {self._path(request)}: {self._server_message(response)}"
             if status == 429:
                 self.stats.add(rate_limited=1)
@@ -328,11 +329,11 @@ class ApiClient:
             body = response.json()
         except ValueError:
             self.stats.count_status("bad body")
-            guard.on_answer(status, response.headers, healthy=False)
+            guard.on_answer(status, response.headers, healthy=False, probe=probe)
             return Answer(
                 problem=f"a body that is not JSON from {self._path(request)} ({self._masked(response.text[:80])!r})"
             )
-        guard.on_answer(status, response.headers)
+        guard.on_answer(status, response.headers, probe=probe)
         return Answer(body=body, links=response.links)
 
     def _path(self, request: PageRequest) -> str:

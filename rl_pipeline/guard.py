@@ -10,7 +10,7 @@ the shared store, so every worker on one API and credential obeys one guard.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from rl_pipeline import reachability
@@ -54,6 +54,7 @@ class Waited:
     circuit: float
     limiter: float
     granted_at: float
+    probe: str = ""  # the half-open probe's lease this request holds, if it is the probe
 
 
 class ApiShared:
@@ -103,11 +104,18 @@ class EndpointGuard:
         )
 
     def admit(self, started: float, deadline: float) -> Waited:
-        """Wait until a request may go: quota, then circuit, then rate. Raises QuotaExhausted or Blocked."""
+        """Wait until a request may go: quota, then circuit, then rate, then (half-open) the probe's lease,
+        taken last so that it runs from the send. Raises QuotaExhausted or Blocked."""
         quota = self._charge_quota()
-        circuit = self._wait_for_circuit(started)
-        limiter = self._wait_for_rate(started, deadline)
-        return Waited(quota, circuit, limiter, self.clock.now())
+        circuit = limiter = 0.0
+        while True:
+            circuit += self._wait_for_circuit(started, self.breaker.check)
+            limiter += self._wait_for_rate(started, deadline)
+            try:
+                probe = self.breaker.before_request()
+            except CircuitOpen:
+                continue  # another worker took the probe during the rate wait: wait for its outcome
+            return Waited(quota, circuit, limiter, self.clock.now(), probe)
 
     def _wait_for_rate(self, started: float, deadline: float) -> float:
         """Take a grant from every limit at the pace as it is now: a 429 seen by another worker
@@ -158,13 +166,13 @@ class EndpointGuard:
                 waited += wait
                 self.clock.sleep(wait + self.rng.uniform(0, 1))
 
-    def _wait_for_circuit(self, started: float) -> float:
-        """Return once a request may go; wait (bounded) or raise Blocked while the circuit is open."""
+    def _wait_for_circuit(self, started: float, check: Callable[[], object]) -> float:
+        """Return once `check` passes; wait (bounded) or raise Blocked while it says the circuit is open."""
         config = self.shared.spec.circuit_breaker
         waited = 0.0
         while True:
             try:
-                self.breaker.before_request()
+                check()
                 return waited
             except CircuitOpen as exc:
                 if reachability.never_reached(self.shared.base_url):
@@ -180,8 +188,11 @@ class EndpointGuard:
                 waited += pause
                 self.clock.sleep(pause)
 
-    def on_answer(self, status: int, headers: Mapping[str, str], *, healthy: bool = True) -> float | None:
-        """Learn from an HTTP answer (`healthy`: its body could be read); return its Retry-After, if any.
+    def on_answer(
+        self, status: int, headers: Mapping[str, str], *, healthy: bool = True, probe: str = ""
+    ) -> float | None:
+        """Learn from an HTTP answer (`healthy`: its body could be read; `probe`: the lease it was sent
+        under); return its Retry-After, if any.
 
         A 429 pauses every worker sharing the budget (for its Retry-After, or
         the learned pause) and lowers the shared pace; a budget the server
@@ -209,9 +220,9 @@ class EndpointGuard:
             shared.pace.on_success()
         if pause:
             self.limiter.pause(min(pause, self.max_pause))
-        self.breaker.after_request(success=healthy and status < 500)
+        self.breaker.after_request(success=healthy and status < 500, probe=probe)
         return server.retry_after
 
-    def on_failure(self) -> None:
+    def on_failure(self, probe: str = "") -> None:
         """A timeout, a dropped connection or a broken body: the endpoint may be unwell."""
-        self.breaker.after_request(success=False)
+        self.breaker.after_request(success=False, probe=probe)

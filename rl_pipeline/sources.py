@@ -153,6 +153,9 @@ class CircuitBreakerSpec(_Spec):
     min_requests: PositiveInt = 20
     window: float = Field(default=60.0, gt=0, allow_inf_nan=False)
     cooldown: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    probe_timeout: float = Field(
+        default=60.0, gt=0, allow_inf_nan=False, description="seconds a half-open probe may take before another goes"
+    )
     on_open: Literal["wait", "fail"] = "wait"
     max_wait: float = Field(default=600.0, ge=0, allow_inf_nan=False, description="seconds a request waits, at most")
 
@@ -163,6 +166,7 @@ class CircuitBreakerSpec(_Spec):
             min_requests=self.min_requests,
             window=self.window,
             cooldown=self.cooldown,
+            probe_timeout=self.probe_timeout,
         )
 
 
