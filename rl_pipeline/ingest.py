@@ -2,13 +2,15 @@
 
 Pages stream in and are written in batches; after each batch is committed,
 the next page's position is kept in the state store, so a retried partition
-resumes where it stopped instead of spending quota again. A finished day
-clears its checkpoint. Upsert on id makes any replay harmless.
+resumes where it stopped instead of spending quota again — if the warehouse
+still holds the rows written before it. A finished day clears its
+checkpoint. Upsert on id makes any replay harmless.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from array import array
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -35,6 +37,26 @@ def checkpoint_key(warehouse: Warehouse, api: str, endpoint: str, day: date) -> 
     # The warehouse is part of the key: two warehouses fed from one store must not share positions.
     where = hashlib.sha256(str(warehouse.path.resolve()).encode()).hexdigest()[:8]
     return f"ckpt:{where}:{api}.{endpoint}:{day.isoformat()}"
+
+
+def _id_hash(value: object) -> int:
+    return hash(str(value))  # 1 and '1': one row
+
+
+def _resume_point(
+    saved: str | None, warehouse: Warehouse, table: str, id_field: str, day: date, served: array
+) -> PageRequest | None:
+    """Where a day stopped, if the warehouse still holds what was written before it; those rows' ids
+    go into `served`. A checkpoint whose rows are gone (a deleted or replaced warehouse file) is dropped:
+    the day starts over from its first page."""
+    if saved is None:
+        return None
+    data = json.loads(saved)
+    written_ids = warehouse.partition_ids(table, id_field, day.isoformat())
+    if len(written_ids) < max(1, data.get("written", 1)):
+        return None
+    served.extend(_id_hash(value) for value in written_ids)
+    return PageRequest.from_json(data.get("next", saved))  # (or a bare position, as kept once)
 
 
 def distinct(hashes: array) -> int:
@@ -66,12 +88,11 @@ def ingest_day(
     spec = client.spec.endpoints[endpoint]
     table = spec.table_name(endpoint)
     key = checkpoint_key(warehouse, client.name, endpoint, day)
-    saved = client.store.get(key)
-    start = PageRequest.from_json(saved) if saved else None
+    served = array("q")  # hash of every id served, for the row-count check (8 bytes an id, not a set's ~90)
+    start = _resume_point(client.store.get(key), warehouse, table, spec.id_field, day, served)
     result = DayResult(day, resumed=start is not None)
     pending: list[pa.Table] = []
     schema: pa.Schema | None = None
-    served = array("q")  # hash of every id served, for the row-count check (8 bytes an id, not a set's ~90)
     api_total: int | None = None
     held_where = ""  # names the last page held, for the error of a write cut short by a page that does not fit
 
@@ -89,12 +110,12 @@ def ingest_day(
         )
         pending, schema = [], None
         if resume_at is not None:
-            client.store.set(key, resume_at.to_json())
+            client.store.set(key, json.dumps({"next": resume_at.to_json(), "written": distinct(served)}))
 
     for page in client.fetch_day(endpoint, day, start):
         where = f"source {client.name}.{endpoint}, partition {day.isoformat()}, page {page.number}"
         rows = to_arrow(page.records, spec.id_field, where)
-        served.extend(hash(str(record[spec.id_field])) for record in page.records)  # 1 and '1': one row
+        served.extend(_id_hash(record[spec.id_field]) for record in page.records)
         result.pages += 1
         if page.total is not None:
             api_total = page.total
@@ -107,9 +128,9 @@ def ingest_day(
             pending.append(rows)
         held_where = where
         if sum(t.num_rows for t in pending) >= batch_rows or page.next is None:
-            # The last write of a day also notes what the API served for it (a resumed day saw only part).
-            last = page.next is None and not result.resumed
-            report = PartitionReport(distinct(served), api_total) if last else None
+            # The last write of a day also notes what the API served for it (a resumed day: what this run
+            # was served, and the rows the pages before the checkpoint left).
+            report = PartitionReport(distinct(served), api_total) if page.next is None else None
             write(page.next, where, report)
     client.store.delete(key)
     return result

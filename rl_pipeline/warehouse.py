@@ -406,6 +406,19 @@ class Warehouse:
             ).fetchone()  # type: ignore[misc]
         return rows, rows - distinct
 
+    def partition_ids(self, table: str, id_field: str, partition: str) -> list[Any]:
+        """The ids of `table`'s rows of `partition` ([] before the file or the table exists)."""
+        if not self.path.exists():
+            return []
+        with self.connect(read_only=True) as conn:
+            exists = conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+            ).fetchone()[0]  # type: ignore[index]
+            if not exists:
+                return []
+            query = f"SELECT {quote(id_field)} FROM {quote(table)} WHERE {PARTITION_COLUMN} = ?"
+            return [row[0] for row in conn.execute(query, [partition]).fetchall()]
+
     def count(self, table: str) -> int:
         with self.connect(read_only=True) as conn:
             return conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]  # type: ignore[index]

@@ -76,6 +76,33 @@ def test_a_record_without_id_fails_its_day_naming_the_page_and_keeps_the_days_be
     assert table_rows(warehouse, "events_offset")[1] == expected_rows(day_range("2024-01-03", "2024-01-06"))
 
 
+def test_d14_a_checkpoint_whose_rows_are_gone_is_not_resumed_and_resumed_days_are_checked(
+    make_demo_api, warehouse: Warehouse, store_url
+) -> None:
+    """A day fails on page 2 after page 1 was written and checkpointed."""
+    day = "2024-01-05"
+    server = make_demo_api(faults=Faults(missing_id_on=date(2024, 1, 5)))
+    assert not backfill(["events_offset"], day, day, warehouse, store_url, batch_rows=100).success
+    server.api.config.faults.missing_id_on = None
+    # Resumed with the warehouse intact: page 1 is not fetched again, and the day's row count is still checked.
+    served_before = len(server.api.stats()["requests"])
+    assert backfill(["events_offset"], day, day, warehouse, store_url, batch_rows=100).success
+    offsets = [path for _, _, path in server.api.stats()["requests"][served_before:]]
+    assert len(offsets) == len(expected_rows([day])) // 100  # every page but the first
+    assert warehouse.partition_mismatches("events_offset") == (1, [])
+
+    # The warehouse file is deleted after a failure on page 2: the rerun starts the day over.
+    server.api.config.faults.missing_id_on = date(2024, 1, 5)
+    warehouse.path.unlink()
+    assert not backfill(["events_offset"], day, day, warehouse, store_url, batch_rows=100).success
+    warehouse.path.unlink()
+    server.api.config.faults.missing_id_on = None
+    final = backfill(["events_offset"], day, day, warehouse, store_url, batch_rows=100)
+    assert final.success, error_of(final, "events_offset")
+    assert table_rows(warehouse, "events_offset")[1] == expected_rows([day])
+    assert warehouse.partition_mismatches("events_offset") == (1, [])
+
+
 def test_a_cursor_that_loops_back_fails_naming_the_page(make_demo_api, warehouse: Warehouse, store_url) -> None:
     make_demo_api(faults=Faults(cursor_loop_after=3))
     result = backfill(["events_cursor"], "2024-01-04", "2024-01-04", warehouse, store_url)
