@@ -8,6 +8,7 @@ one at a time; a day is never held whole.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import threading
 from collections import Counter
@@ -111,6 +112,21 @@ class Page:
     records: list[dict[str, Any]]
     next: PageRequest | None
     total: int | None = None  # the day's record count, where the API reports one
+
+
+def json_body(response: requests.Response) -> Any:
+    """The response's JSON, decoded by its declared charset, else as UTF-8 (what JSON must be), else as
+    Windows-1252/Latin-1, the charsets of bodies that are not UTF-8 and do not say so: their letters are
+    kept (requests would read them as UTF-8 and put U+FFFD in their place; guessing the charset from a
+    short body picks Baltic or Cyrillic code pages as often as the right one)."""
+    if "charset=" in response.headers.get("Content-Type", "").lower():
+        return response.json()
+    for charset in ("utf-8", "cp1252"):
+        try:
+            return json.loads(response.content.decode(charset))
+        except UnicodeDecodeError:
+            continue
+    return json.loads(response.content.decode("latin-1"))
 
 
 def _origin(url: str) -> str:
@@ -326,7 +342,7 @@ class ApiClient:
                 return Answer(problem=problem, retry_after=retry_after)
             raise ApiError(f"{where}: {problem}", status)
         try:
-            body = response.json()
+            body = json_body(response)
         except ValueError:
             self.stats.count_status("bad body")
             guard.on_answer(status, response.headers, healthy=False, probe=probe)

@@ -64,6 +64,13 @@ def test_d6_a_200_that_is_not_json_is_quoted_with_the_token_masked(server: Scrip
     assert "not JSON" in str(caught.value) and TOKEN not in str(caught.value)
 
 
+def test_d20_a_latin1_body_without_a_charset_keeps_its_letters(server: ScriptedServer) -> None:
+    body = '[{"id": 1, "name": "Caf\u00e9 M\u00fcller, S\u00e3o Paulo, na\u00efve r\u00e9sum\u00e9s"}]'
+    server.script("/v1/link/events", Reply(200, body.encode("latin-1"), {"Content-Type": "application/json"}))
+    [page] = client_for(server).fetch_day("events_link", DAY)
+    assert page.records == [{"id": 1, "name": "Café Müller, São Paulo, naïve résumés"}]
+
+
 @pytest.mark.parametrize("retry_after", ["99999999", "inf", "nan"])
 def test_d7_an_absurd_retry_after_never_sticks_past_the_request_deadline(
     server: ScriptedServer, tmp_path, retry_after: str
