@@ -226,3 +226,28 @@ def test_d8_an_error_inside_an_update_is_the_callers_own(store, namespace) -> No
 
     with pytest.raises(KeyError, match="the caller's own mistake"):
         store.update(f"{namespace}:k", broken)
+
+
+def test_d3_a_grant_is_stamped_when_decided_not_when_its_caller_came(tmp_path) -> None:
+    """SQLite: a caller that waited for the write lock must not be stamped with the time it started waiting,
+    or its log entry leaves the window early and the next grant comes less than a period after it."""
+    import sqlite3
+    import threading
+    import time
+
+    from rl_pipeline.clock import SYSTEM_CLOCK
+    from rl_pipeline.state import open_store
+
+    url = f"sqlite:///{tmp_path}/s.sqlite"
+    log = {"one": Limit(rate=1, period=1.0, algorithm=Algorithm.SLIDING_WINDOW_LOG)}
+    first, second = (RateLimiter(open_store(url), log, namespace="d3", clock=SYSTEM_CLOCK) for _ in range(2))
+    holder = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock for 0.3 s
+    waiter = threading.Thread(target=first.acquire)
+    waiter.start()
+    time.sleep(0.3)
+    released = time.time()
+    holder.execute("COMMIT")
+    waiter.join()
+    earliest_next = time.time() + second.wait_time()
+    assert earliest_next >= released + 1.0 - 0.01  # a full period after the first grant was really decided

@@ -65,7 +65,7 @@ class RateLimiter:
         """Take `cost` now if every limit allows it and return 0.0; else take nothing and return
         the seconds until it could be granted. Never waits."""
         self._check_cost(cost)
-        return self.store.acquire(self.namespace, self._named, cost, self.clock.now())
+        return self.store.acquire(self.namespace, self._named, cost, self.clock)
 
     def try_acquire(self, cost: float = 1) -> bool:
         """Take `cost` now if every limit allows it; never waits."""
@@ -74,7 +74,7 @@ class RateLimiter:
     def wait_time(self, cost: float = 1) -> float:
         """Seconds until `cost` could be granted, if nobody else takes it first."""
         self._check_cost(cost)
-        return self.store.acquire(self.namespace, self._named, cost, self.clock.now(), dry_run=True)
+        return self.store.acquire(self.namespace, self._named, cost, self.clock, dry_run=True)
 
     def acquire(self, cost: float = 1, timeout: float | None = None) -> float:
         """Block until `cost` is granted; return the seconds spent waiting.

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+from rl_pipeline.clock import Clock
 from rl_pipeline.limits.algorithms import Limit, decide
 
 Budget = dict[str, list[float]]  # limit name -> algorithm state; PAUSE -> [until]
@@ -25,10 +26,13 @@ class StateStore(ABC):
 
     @abstractmethod
     def acquire(
-        self, namespace: str, limits: Sequence[tuple[str, Limit]], cost: float, now: float, *, dry_run: bool = False
+        self, namespace: str, limits: Sequence[tuple[str, Limit]], cost: float, clock: Clock, *, dry_run: bool = False
     ) -> float:
         """Charge `cost` to every named limit and return 0.0, or charge none
-        and return the seconds to wait. `dry_run` decides without charging."""
+        and return the seconds to wait. `dry_run` decides without charging.
+        `clock` is read as late as the store allows (inside its lock, where it
+        has one): a grant is stamped with when it was decided, not with when
+        its caller started waiting for the store."""
 
     @abstractmethod
     def pause(self, namespace: str, until: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
+from rl_pipeline.clock import Clock
 from rl_pipeline.limits.algorithms import Limit
 from rl_pipeline.state.base import Budget, StateStore, decide_budget, paused_budget
 
@@ -19,11 +20,11 @@ class MemoryStore(StateStore):
         self._values: dict[str, str] = {}
 
     def acquire(
-        self, namespace: str, limits: Sequence[tuple[str, Limit]], cost: float, now: float, *, dry_run: bool = False
+        self, namespace: str, limits: Sequence[tuple[str, Limit]], cost: float, clock: Clock, *, dry_run: bool = False
     ) -> float:
         with self._lock:
             budget = self._budgets.setdefault(namespace, {})
-            wait, new_states = decide_budget(budget, limits, now, cost)
+            wait, new_states = decide_budget(budget, limits, clock.now(), cost)
             if new_states is not None and not dry_run:
                 budget.update(new_states)
         return wait

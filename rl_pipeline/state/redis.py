@@ -56,13 +56,14 @@ class RedisStore(StateStore):
         return min(samples)[1]
 
     def acquire(
-        self, namespace: str, limits: Sequence[tuple[str, Limit]], cost: float, now: float, *, dry_run: bool = False
+        self, namespace: str, limits: Sequence[tuple[str, Limit]], cost: float, clock: Clock, *, dry_run: bool = False
     ) -> float:
-        args: list[float | str] = [repr(now + self.offset), repr(float(cost)), "1" if dry_run else "0"]
+        keys = [_key(namespace, f"limit:{name}") for name, _ in limits] + [_key(namespace, "pause")]
+        args: list[float | str] = [repr(float(cost)), "1" if dry_run else "0"]
         for _, limit in limits:
             args += [*limit.as_args(), limit.ttl]
-        keys = [_key(namespace, f"limit:{name}") for name, _ in limits] + [_key(namespace, "pause")]
-        return float(self._acquire(keys=keys, args=args))
+        # Read last, just before the script goes: the gap to the decision is one round trip.
+        return float(self._acquire(keys=keys, args=[repr(clock.now() + self.offset), *args]))
 
     def pause(self, namespace: str, until: float) -> None:
         self._pause(keys=[_key(namespace, "pause")], args=[repr(until + self.offset)])

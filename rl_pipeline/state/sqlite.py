@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from rl_pipeline.clock import Clock
 from rl_pipeline.limits.algorithms import Limit
 from rl_pipeline.state.base import StateStore, decide_budget, decode_budget, encode_budget, paused_budget
 
@@ -86,14 +87,15 @@ class SqliteStore(StateStore):
         return updater.result
 
     def acquire(
-        self, namespace: str, limits: Sequence[tuple[str, Limit]], cost: float, now: float, *, dry_run: bool = False
+        self, namespace: str, limits: Sequence[tuple[str, Limit]], cost: float, clock: Clock, *, dry_run: bool = False
     ) -> float:
         wait = 0.0
 
         def decide(value: str | None) -> str | None:
             nonlocal wait
             budget = decode_budget(value)
-            wait, new_states = decide_budget(budget, limits, now, cost)
+            # Inside the write lock: a caller that waited for it is stamped when decided, not when it came.
+            wait, new_states = decide_budget(budget, limits, clock.now(), cost)
             return value if new_states is None or dry_run else encode_budget(budget | new_states)
 
         self.update(f"budget:{namespace}", decide)
