@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python benchmarks/memory_bench.py
 	$(BIN)/python benchmarks/peers_bench.py
 	$(BIN)/python benchmarks/server_truth_bench.py
+	$(BIN)/python benchmarks/log_size_bench.py
 
 clean:
 	rm -rf $(VENV) data/*.duckdb* data/*.sqlite* dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules

@@ -54,6 +54,7 @@ def _no_bool(value: Any) -> Any:
 
 
 Number = Annotated[float, BeforeValidator(_no_bool)]  # YAML's `true` is not 1 request a second
+MAX_LOG_ENTRIES = 1000  # a sliding log's size, past which every decision gets slow (docs/benchmarks.md)
 RESERVED_TABLES = {"batch", "_rl_partitions"}  # the writer's view of a batch, and its bookkeeping table
 
 
@@ -89,6 +90,11 @@ class RateLimitSpec(_Spec):
             raise ValueError(
                 f"a sliding window of {self.rate:g} requests per {self.period:g}s never grants one; "
                 "give whole requests per a longer period (e.g. rate: 1, period: 10)"
+            )
+        if self.algorithm is Algorithm.SLIDING_WINDOW_LOG and self.rate > MAX_LOG_ENTRIES:
+            raise ValueError(
+                f"a sliding_window_log keeps one entry per request: {self.rate:g} per window costs milliseconds "
+                f"per decision (and holds Redis meanwhile); above {MAX_LOG_ENTRIES} use sliding_window_counter"
             )
         return self
 

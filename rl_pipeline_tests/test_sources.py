@@ -57,6 +57,11 @@ def api(data):
             "never grants one",
         ),
         (lambda d: api(d)["rate_limits"][0].update(rate=True), "apis.demo.rate_limits.0.rate", "must be a number"),
+        (  # D23: a daily limit written as a log would cost milliseconds on every request
+            lambda d: api(d).update(rate_limits=[{"rate": 10000, "period": 86400, "algorithm": "sliding_window_log"}]),
+            "apis.demo.rate_limits.0",
+            "above 1000 use sliding_window_counter",
+        ),
         (
             lambda d: api(d)["endpoints"]["events_link"].update(table="Events_Offset"),
             "(top level)",
