@@ -96,7 +96,7 @@ def rl_pipeline_backfill(days: list[str], database: Path, store: str, workers: i
     returns the wall seconds."""
     import dagster as dg
 
-    from rl_pipeline.defs.assets import MAX_PARTITIONS_PER_RUN
+    from rl_pipeline.defs.partitions import MAX_PARTITIONS_PER_RUN
     from rl_pipeline.warehouse import Warehouse
     from rl_pipeline_tests.conftest import backfill
 

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from rl_pipeline.defs.operations import BACKFILL_TAG
-from rl_pipeline.defs.sensors import RANGE_START
+from rl_pipeline.defs.partitions import RANGE_START
 from rl_pipeline.warehouse import Warehouse
 from rl_pipeline_tests.conftest import day_range, expected_rows, start_backfill, table_rows
 

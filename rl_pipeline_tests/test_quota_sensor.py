@@ -8,8 +8,9 @@ import dagster as dg
 import pytest
 
 from rl_pipeline.client import credential_fingerprint
+from rl_pipeline.defs.partitions import RANGE_END, RANGE_START
 from rl_pipeline.defs.resources import DuckDBWarehouse, RateLimitedApi
-from rl_pipeline.defs.sensors import RANGE_END, RANGE_START, quota_sensor
+from rl_pipeline.defs.sensors import quota_sensor
 from rl_pipeline.quota import QuotaLedger
 from rl_pipeline.sources import load_sources
 from rl_pipeline.state import open_store

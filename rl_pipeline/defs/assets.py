@@ -16,15 +16,11 @@ import dagster as dg
 
 from rl_pipeline.client import ApiClient
 from rl_pipeline.defs.checks import check_results, check_specs
+from rl_pipeline.defs.partitions import MAX_PARTITIONS_PER_RUN, daily_partitions
 from rl_pipeline.events import Throttled, to_user
 from rl_pipeline.ingest import DayResult, ingest_day
 from rl_pipeline.quota import QuotaPolicy, Usage, forecast, iso_time
 from rl_pipeline.sources import ApiSpec
-
-# A ranged run pays the run's start-up (several seconds under `dagster dev`)
-# once for this many days.
-MAX_PARTITIONS_PER_RUN = 30
-
 
 T = TypeVar("T")
 WAITS = ("limiter_wait_s", "retry_wait_s", "circuit_wait_s", "quota_wait_s")
@@ -90,10 +86,6 @@ def _in_parallel(fetch: Callable[[str], T], keys: Sequence[str], workers: int) -
 
 def api_resource_key(api: str) -> str:
     return f"{api}_api"
-
-
-def daily_partitions(spec: ApiSpec) -> dg.DailyPartitionsDefinition:
-    return dg.DailyPartitionsDefinition(start_date=spec.start_date.isoformat(), timezone="UTC")
 
 
 def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinition:

@@ -25,8 +25,8 @@ import dagster as dg
 
 from rl_pipeline import events
 from rl_pipeline.client import ApiClient
-from rl_pipeline.defs.assets import MAX_PARTITIONS_PER_RUN, daily_partitions
-from rl_pipeline.defs.sensors import RANGE_END, RANGE_START, requests_per_partition, run_partitions
+from rl_pipeline.defs.partitions import MAX_PARTITIONS_PER_RUN, daily_partitions, range_tags, run_partitions
+from rl_pipeline.defs.sensors import requests_per_partition
 from rl_pipeline.quota import forecast
 from rl_pipeline.sources import ApiSpec, SourcesFile
 
@@ -126,7 +126,7 @@ def run_chunk(asset: str, first: str, last: str, run_id: str, label: str) -> int
         instance=dg.DagsterInstance.get(),
         asset_selection=[dg.AssetKey(asset)],
         run_id=run_id,
-        tags={RANGE_START: first, RANGE_END: last, BACKFILL_TAG: label},
+        tags={**range_tags(first, last), BACKFILL_TAG: label},
         raise_on_error=False,
     )
     if result.dagster_run.status == dg.DagsterRunStatus.CANCELED:

@@ -7,15 +7,11 @@ from collections.abc import Iterable, Sequence
 
 import dagster as dg
 
-from rl_pipeline.defs.assets import MAX_PARTITIONS_PER_RUN, api_resource_key, daily_partitions
+from rl_pipeline.defs.assets import api_resource_key
+from rl_pipeline.defs.partitions import MAX_PARTITIONS_PER_RUN, daily_partitions, range_tags, run_partitions
 from rl_pipeline.quota import forecast, iso_time
 from rl_pipeline.sources import ApiSpec
 
-RANGE_START, RANGE_END, PARTITION = (
-    "dagster/asset_partition_range_start",
-    "dagster/asset_partition_range_end",
-    "dagster/partition",
-)
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -24,20 +20,6 @@ IN_FLIGHT = [
 ]
 # Until a partition has been fetched once, guess what one costs.
 FIRST_GUESS_REQUESTS = 5.0
-
-
-def run_partitions(runs: Iterable[dg.DagsterRun], key: dg.AssetKey, partitions: dg.PartitionsDefinition) -> set[str]:
-    """Partitions of `key` that `runs` cover (a range, or a single partition)."""
-    found: set[str] = set()
-    for run in runs:
-        if run.asset_selection is not None and key not in run.asset_selection:
-            continue
-        if RANGE_START in run.tags and RANGE_END in run.tags:
-            span = dg.PartitionKeyRange(run.tags[RANGE_START], run.tags[RANGE_END])
-            found.update(partitions.get_partition_keys_in_range(span))
-        elif PARTITION in run.tags:
-            found.add(run.tags[PARTITION])
-    return found
 
 
 def requests_per_partition(instance: dg.DagsterInstance, key: dg.AssetKey) -> float:
@@ -102,7 +84,7 @@ def quota_sensor(api: str, spec: ApiSpec, asset_keys: Iterable[dg.AssetKey]) -> 
             waiting += len(missing) - len(chunk)
             if chunk:
                 first, last = min(chunk), max(chunk)
-                requests.append(dg.RunRequest(asset_selection=[key], tags={RANGE_START: first, RANGE_END: last}))
+                requests.append(dg.RunRequest(asset_selection=[key], tags=range_tags(first, last)))
                 budget -= cost * len(chunk)
         if requests:
             return dg.SensorResult(run_requests=requests)

@@ -1,0 +1,41 @@
+"""Days as Dagster partitions: the partitions definition, the tags of a ranged run, and which days runs cover."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import dagster as dg
+
+from rl_pipeline.sources import ApiSpec
+
+RANGE_START, RANGE_END, PARTITION = (
+    "dagster/asset_partition_range_start",
+    "dagster/asset_partition_range_end",
+    "dagster/partition",
+)
+# A ranged run pays the run's start-up (several seconds under `dagster dev`) once for this many days.
+MAX_PARTITIONS_PER_RUN = 30
+
+
+def daily_partitions(spec: ApiSpec) -> dg.DailyPartitionsDefinition:
+    """One partition per UTC day from the API's `start_date` to the last complete day."""
+    return dg.DailyPartitionsDefinition(start_date=spec.start_date.isoformat(), timezone="UTC")
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """The tags of one run over the days first..last."""
+    return {RANGE_START: first, RANGE_END: last}
+
+
+def run_partitions(runs: Iterable[dg.DagsterRun], key: dg.AssetKey, partitions: dg.PartitionsDefinition) -> set[str]:
+    """Partitions of `key` that `runs` cover (a range, or a single partition)."""
+    found: set[str] = set()
+    for run in runs:
+        if run.asset_selection is not None and key not in run.asset_selection:
+            continue
+        if RANGE_START in run.tags and RANGE_END in run.tags:
+            span = dg.PartitionKeyRange(run.tags[RANGE_START], run.tags[RANGE_END])
+            found.update(partitions.get_partition_keys_in_range(span))
+        elif PARTITION in run.tags:
+            found.add(run.tags[PARTITION])
+    return found
