@@ -8,15 +8,17 @@ import dagster as dg
 
 from rl_pipeline.defs.assets import api_resource_key, endpoint_asset
 from rl_pipeline.defs.resources import DuckDBWarehouse, RateLimitedApi
+from rl_pipeline.defs.schedules import daily_schedule
 from rl_pipeline.defs.sensors import quota_sensor
 from rl_pipeline.locations import STATE_STORE_ENV
 from rl_pipeline.sources import SourcesFile, load_sources
 
 
 def build_definitions(sources: SourcesFile | None = None, sources_file: str | None = None) -> dg.Definitions:
-    """Assets, a daily job, schedule and quota sensor per API, and resources, from a sources file."""
+    """Assets, a daily job, schedule, freshness checks and quota sensor per API, and resources, from a
+    sources file."""
     sources = sources or load_sources(sources_file)
-    assets, jobs, schedules, sensors, resources = [], [], [], [], {}
+    assets, jobs, schedules, sensors, checks, resources = [], [], [], [], [], {}
     for api, spec in sources.apis.items():
         api_assets = [endpoint_asset(api, endpoint, spec) for endpoint in spec.endpoints]
         assets += api_assets
@@ -27,8 +29,9 @@ def build_definitions(sources: SourcesFile | None = None, sources_file: str | No
             description=f"Every endpoint of API `{api}` for one day.",
         )
         jobs.append(job)
-        # Runs shortly after midnight UTC for the day that just ended.
-        schedules.append(dg.build_schedule_from_partitioned_job(job, hour_of_day=0, minute_of_hour=15))
+        schedules.append(daily_schedule(api, spec, job))
+        # Once `fresh_by` passes, the day before it must be in: a failing check in the UI otherwise.
+        checks += dg.build_time_partition_freshness_checks(assets=api_assets, deadline_cron=spec.schedule.fresh_by)
         # Set from the environment, the store URL (it may hold a Redis password) shows in Dagster's
         # config as the variable's name, never its value.
         store = {"state_store": dg.EnvVar(STATE_STORE_ENV)} if os.environ.get(STATE_STORE_ENV) else {}
@@ -39,7 +42,10 @@ def build_definitions(sources: SourcesFile | None = None, sources_file: str | No
             **store,
         )
     resources["warehouse"] = DuckDBWarehouse()
-    return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, sensors=sensors, resources=resources)
+    sensors.append(dg.build_sensor_for_freshness_checks(freshness_checks=checks, minimum_interval_seconds=600))
+    return dg.Definitions(
+        assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules, sensors=sensors, resources=resources
+    )
 
 
 defs = build_definitions()

@@ -31,6 +31,8 @@ class DayResult:
     records: int = 0  # rows written (unique ids)
     pages: int = 0
     resumed: bool = False
+    new: int = 0  # of them, ids the warehouse did not hold
+    changed: int = 0  # ids it held with other values: what a re-fetch of a day brought that was late
 
 
 def checkpoint_key(warehouse: Warehouse, api: str, endpoint: str, day: date) -> str:
@@ -99,7 +101,7 @@ def ingest_day(
     def write(resume_at: PageRequest | None, where: str, finished: PartitionReport | None = None) -> None:
         nonlocal pending, schema
         batch = pa.concat_tables(pending, promote_options="permissive") if pending else pa.table({})
-        result.records += warehouse.upsert(
+        written = warehouse.upsert(
             table,
             batch,
             id_field=spec.id_field,
@@ -107,7 +109,11 @@ def ingest_day(
             fetched_at=datetime.now(UTC),
             where=where,
             finished=finished,
+            track_changes=True,
         )
+        result.records += written.rows
+        result.new += written.new
+        result.changed += written.changed
         pending, schema = [], None
         if resume_at is not None:
             client.store.set(key, json.dumps({"next": resume_at.to_json(), "written": distinct(served)}))

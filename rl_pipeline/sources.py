@@ -54,6 +54,7 @@ def _no_bool(value: Any) -> Any:
 
 
 Number = Annotated[float, BeforeValidator(_no_bool)]  # YAML's `true` is not 1 request a second
+MAX_PARTITIONS_PER_RUN = 30  # days a run covers at most: a ranged run pays the run's start-up once for them
 MAX_LOG_ENTRIES = 1000  # a sliding log's size, past which every decision gets slow (docs/benchmarks.md)
 RESERVED_TABLES = {"batch", "_rl_partitions"}  # the writer's view of a batch, and its bookkeeping table
 
@@ -285,6 +286,10 @@ class EndpointSpec(_Spec):
     table: str | None = None
     params: dict[str, str] = Field(default_factory=dict)
     rate_limits: RateLimits = Field(default_factory=list)
+    lookback_days: int = Field(
+        default=0, ge=0, le=MAX_PARTITIONS_PER_RUN - 1,
+        description="days before the one that just ended that the daily run fetches again (records that arrive late)",
+    )  # fmt: skip
 
     @field_validator("table", "id_field")
     @classmethod
@@ -302,6 +307,22 @@ class EndpointSpec(_Spec):
         return self.table or endpoint_name
 
 
+def _cron(value: str) -> str:
+    if len(value.split()) != 5:
+        raise ValueError(f"must be a cron expression of 5 fields (minute hour day month weekday), got {value!r}")
+    return value
+
+
+class ScheduleSpec(_Spec):
+    """The daily run: when it goes (UTC), whether it is on from the start, and by when a day must be in."""
+
+    cron: Annotated[str, AfterValidator(_cron)] = "15 0 * * *"
+    running: bool = False  # off until turned on in the UI, as Dagster's schedules are
+    fresh_by: Annotated[str, AfterValidator(_cron)] = Field(
+        default="0 3 * * *", description="cron: once a tick passes, the day before it must be materialized"
+    )
+
+
 class ApiSpec(_Spec):
     base_url: str
     base_url_env: str | None = None
@@ -312,6 +333,7 @@ class ApiSpec(_Spec):
     pacing: PacingSpec = Field(default_factory=PacingSpec)
     circuit_breaker: CircuitBreakerSpec = Field(default_factory=CircuitBreakerSpec)
     quota: QuotaSpec | None = None
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     endpoints: dict[str, EndpointSpec] = Field(min_length=1)
 
     @model_validator(mode="after")

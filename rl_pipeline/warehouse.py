@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 PARTITION_COLUMN = "_partition"
 FETCHED_AT_COLUMN = "_fetched_at"
+BOOKKEEPING = (PARTITION_COLUMN, FETCHED_AT_COLUMN)
 # One row per table and partition: what the API served (unique ids) and, where it says so, its own total.
 PARTITIONS_TABLE = "_rl_partitions"
 _PARTITIONS_DDL = (
@@ -49,6 +50,16 @@ DEFAULT_THREADS = 1  # each DuckDB thread keeps buffers of its own
 _INTEGER = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"}
 _NUMERIC = _INTEGER | {"FLOAT", "DOUBLE"}
 EXACT_IN_DOUBLE = 2**53  # integers up to this size survive a DOUBLE; larger ones are rounded
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one upsert did: rows written, how many of their ids the table did not hold before, and (when
+    asked to track changes) how many it held with other values."""
+
+    rows: int = 0
+    new: int = 0
+    changed: int = 0
 
 
 @dataclass(frozen=True)
@@ -141,7 +152,7 @@ def checked_field_names(batch: pa.Table, where: str) -> pa.Table:
     bookkeeping column's, and two such fields set in one record (one would overwrite the other)."""
     first: dict[str, str] = {}
     for name in batch.column_names:
-        if not name or name in (PARTITION_COLUMN, FETCHED_AT_COLUMN):
+        if not name or name in BOOKKEEPING:
             raise WarehouseError(
                 f"{where}: the API sends a field named {name!r}, which this warehouse cannot keep "
                 f"({'an empty name' if not name else 'the name of a column the pipeline writes itself'})"
@@ -253,9 +264,11 @@ class Warehouse:
         fetched_at: datetime,
         where: str = "",
         finished: PartitionReport | None = None,
-    ) -> int:
+        track_changes: bool = False,
+    ) -> Written:
         """Insert or replace the rows of `batch` (Arrow, or records as `to_arrow` takes them) by `id_field`;
-        returns the rows written (one per id, the last one winning).
+        returns the rows written (one per id, the last one winning), how many were new and, with
+        `track_changes`, how many replaced a row with other values (a join over the replaced rows).
 
         New fields become new columns (older rows keep NULL). A field whose
         type changes is widened rather than losing a value: integers to DOUBLE
@@ -272,12 +285,13 @@ class Warehouse:
         if batch.num_rows:
             batch = latest_per_id(batch, id_field)
         elif finished is None:
-            return 0
+            return Written()
+        written = Written()
         with self.connect() as conn:
             conn.execute("BEGIN")
             try:
                 if batch.num_rows:
-                    self._upsert_rows(conn, table, batch, id_field, partition, fetched_at)
+                    written = self._upsert_rows(conn, table, batch, id_field, partition, fetched_at, track_changes)
                 if finished is not None:
                     conn.execute(_PARTITIONS_DDL)
                     conn.execute(
@@ -294,7 +308,7 @@ class Warehouse:
                         f"resource's memory_limit or lower batch_rows. {str(exc).splitlines()[0]}"
                     ) from exc
                 raise WarehouseError(f"{where}: {exc}") from exc
-        return batch.num_rows
+        return written
 
     def _upsert_rows(
         self,
@@ -304,7 +318,8 @@ class Warehouse:
         id_field: str,
         partition: str,
         fetched_at: datetime,
-    ) -> None:
+        track_changes: bool,
+    ) -> Written:
         conn.register("batch", batch)
         nested_as_text = {field.name for field in batch.schema if field.metadata == JSON_TEXT}
         incoming: dict[str, tuple[str, str]] = {}  # name -> (type, expression over the batch)
@@ -324,8 +339,23 @@ class Warehouse:
         selected = self._evolve(conn, table, existing, incoming)
         # The ids as the table holds them (a column widened to text holds them as text).
         ids = selected[id_field].rsplit(" AS ", 1)[0]
-        conn.execute(f"DELETE FROM {quote(table)} WHERE {quote(id_field)} IN (SELECT {ids} FROM batch)")
+        changed = self._changed(conn, table, selected, id_field) if track_changes else 0
+        query = f"DELETE FROM {quote(table)} WHERE {quote(id_field)} IN (SELECT {ids} FROM batch)"
+        replaced = conn.execute(query).fetchone()[0]  # type: ignore[index]
         conn.execute(f"INSERT INTO {quote(table)} BY NAME SELECT {', '.join(selected.values())} FROM batch")
+        return Written(batch.num_rows, batch.num_rows - replaced, changed)
+
+    @staticmethod
+    def _changed(conn: duckdb.DuckDBPyConnection, table: str, selected: dict[str, str], id_field: str) -> int:
+        """Rows of the batch whose id the table holds with other values (in the batch's fields)."""
+        own = {name: expression for name, expression in selected.items() if name not in BOOKKEEPING}
+        columns = [expression.rsplit(" AS ", 1)[1] for expression in own.values()]
+        same = " AND ".join(f"b.{column} IS NOT DISTINCT FROM t.{column}" for column in columns)
+        key = own[id_field].rsplit(" AS ", 1)[1]
+        return conn.execute(
+            f"SELECT count(*) FROM (SELECT {', '.join(own.values())} FROM batch) b "
+            f"JOIN {quote(table)} t ON b.{key} = t.{key} WHERE NOT ({same})"
+        ).fetchone()[0]  # type: ignore[index]
 
     @staticmethod
     def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:

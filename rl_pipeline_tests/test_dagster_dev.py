@@ -17,6 +17,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from rl_pipeline.defs.partitions import RANGE_END, RANGE_START
 from rl_pipeline.sources import SHIPPED_SOURCES
 from rl_pipeline.warehouse import Warehouse
 from rl_pipeline_tests.conftest import _required, day_range, expected_rows, running_dagster_dev, table_rows
@@ -41,13 +42,16 @@ class DagsterDev:
 
 
 @pytest.fixture
-def dagster_dev(make_demo_api, tmp_path: Path) -> Iterator[DagsterDev]:
-    """`dagster dev` on a free port, its own instance, the demo API, and sources whose history is the last days."""
+def dagster_dev(request: pytest.FixtureRequest, make_demo_api, tmp_path: Path) -> Iterator[DagsterDev]:
+    """`dagster dev` on a free port, its own instance, the demo API, and sources whose history is the last days
+    (the demo API's part of them changed by the test's `sources` marker, if any)."""
     make_demo_api(rate=50, burst=50)
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     first = yesterday - timedelta(days=DAYS - 1)
     sources = yaml.safe_load(SHIPPED_SOURCES.read_text())
     sources["apis"]["demo"]["start_date"] = first.isoformat()
+    if marker := request.node.get_closest_marker("sources"):
+        sources["apis"]["demo"].update(marker.kwargs)
     (tmp_path / "sources.yaml").write_text(yaml.safe_dump(sources))
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -91,6 +95,27 @@ def test_the_quota_sensor_backfills_everything_under_the_daemon(dagster_dev: Dag
     with dagster_dev.instance() as instance:
         runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/sensor_name": "demo_quota_sensor"}))
     assert len(runs) == len(ASSETS)  # one ranged run per asset, none launched twice
+
+
+@pytest.mark.sources(schedule={"cron": "* * * * *", "running": True})
+def test_the_daily_schedule_lands_the_day_that_ended_under_the_daemon(dagster_dev: DagsterDev) -> None:
+    """A schedule from the same factory, on from the start and ticking every minute: the daemon's tick
+    launches a run of the day before it, which lands in the warehouse, and nothing else."""
+    yesterday = dagster_dev.days[-1]
+
+    def schedule_runs() -> list[dg.DagsterRun]:
+        with dagster_dev.instance() as instance:
+            return instance.get_runs(filters=dg.RunsFilter(tags={"dagster/schedule_name": "demo_daily_schedule"}))
+
+    wait_for(lambda: any(run.is_finished for run in schedule_runs()), timeout=240, what="the schedule's run")
+    finished = [run for run in schedule_runs() if run.is_finished]
+    assert {(run.tags[RANGE_START], run.tags[RANGE_END], run.status) for run in finished} == {
+        (yesterday, yesterday, dg.DagsterRunStatus.SUCCESS)
+    }
+    assert all(dagster_dev.materialized(asset) == {yesterday} for asset in ASSETS)
+    warehouse = Warehouse(dagster_dev.data / "warehouse.duckdb")
+    for asset in ASSETS:
+        assert table_rows(warehouse, asset)[1] == expected_rows([yesterday])
 
 
 def chromium() -> str | None:

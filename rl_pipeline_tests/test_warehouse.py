@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rl_pipeline.ingest import distinct
-from rl_pipeline.warehouse import JSON_TEXT, Warehouse, WarehouseError, latest_per_id, to_arrow
+from rl_pipeline.warehouse import JSON_TEXT, Warehouse, WarehouseError, Written, latest_per_id, to_arrow
 
 NOW = datetime(2024, 1, 2, tzinfo=UTC)
 
@@ -24,7 +24,7 @@ def rows(warehouse: Warehouse, table: str = "t") -> list[tuple]:
 
 def test_ids_repeated_in_a_batch_keep_the_last_record(warehouse: Warehouse) -> None:
     batch = [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 1, "v": "c"}, {"id": 2, "v": "d"}, {"id": 3, "v": "e"}]
-    assert warehouse.upsert("t", batch, partition="p", fetched_at=NOW) == 3
+    assert warehouse.upsert("t", batch, partition="p", fetched_at=NOW).rows == 3
     assert rows(warehouse) == [(1, "c"), (2, "d"), (3, "e")]
 
 
@@ -159,3 +159,11 @@ def test_d20_a_field_the_table_cannot_keep_fails_naming_it_and_writes_nothing(
     with pytest.raises(WarehouseError, match=f"page 5: the API sends (a )?field.* {named}"):
         warehouse.upsert("t", [record], partition="p", fetched_at=NOW, where="page 5")
     assert warehouse.count("t") == 1
+
+
+def test_an_upsert_says_how_many_rows_were_new_and_how_many_changed(warehouse: Warehouse) -> None:
+    first = [{"id": i, "v": f"v{i}", "n": {"k": i}} for i in range(5)]
+    assert warehouse.upsert("t", first, partition="p", fetched_at=NOW, track_changes=True) == Written(5, 5, 0)
+    again = [*first[:3], {"id": 3, "v": "late edit", "n": {"k": 3}}, {"id": 5, "v": "v5", "n": {"k": 5}}]
+    assert warehouse.upsert("t", again, partition="p", fetched_at=NOW, track_changes=True) == Written(5, 1, 1)
+    assert warehouse.upsert("t", again, partition="p", fetched_at=NOW) == Written(5, 0, 0)  # not tracked

@@ -139,6 +139,8 @@ def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinitio
             for result, used, client in _in_parallel(fetch, context.partition_keys, api.workers):
                 metadata = {
                     "records": result.records,
+                    "new_records": result.new,
+                    "changed_records": result.changed,
                     "pages": result.pages,
                     "resumed": result.resumed,
                     **used,

@@ -273,10 +273,13 @@ class AssetStatus:
     forecast: str
 
 
-def status(sources: SourcesFile, clients: dict[str, ApiClient]) -> list[AssetStatus]:
+def status(
+    sources: SourcesFile, clients: dict[str, ApiClient], instance: dg.DagsterInstance | None = None
+) -> list[AssetStatus]:
     """Per asset: partitions materialized, failed (and not since redone), missing; with the forecast
-    where `clients` has the API's client (budgets are kept per credential: no token, no forecast)."""
-    instance = dg.DagsterInstance.get()
+    where `clients` has the API's client (budgets are kept per credential: no token, no forecast).
+    `instance`: the $DAGSTER_HOME one unless given."""
+    instance = instance or dg.DagsterInstance.get()
     failed_runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
     now = time.time()
     out = []

@@ -6,15 +6,14 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from rl_pipeline.sources import ApiSpec
+from rl_pipeline.sources import MAX_PARTITIONS_PER_RUN, ApiSpec
 
 RANGE_START, RANGE_END, PARTITION = (
     "dagster/asset_partition_range_start",
     "dagster/asset_partition_range_end",
     "dagster/partition",
 )
-# A ranged run pays the run's start-up (several seconds under `dagster dev`) once for this many days.
-MAX_PARTITIONS_PER_RUN = 30
+__all__ = ["MAX_PARTITIONS_PER_RUN", "PARTITION", "RANGE_END", "RANGE_START", "daily_partitions", "range_tags"]
 
 
 def daily_partitions(spec: ApiSpec) -> dg.DailyPartitionsDefinition:

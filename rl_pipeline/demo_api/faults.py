@@ -31,6 +31,9 @@ class Faults:
     cursor_loop_after: int = 0  # cursor endpoint: after this many pages the cursor leads back to page 1
     huge_day: date | None = None  # this day has `huge_day_records` records (a memory test)
     huge_day_records: int = 500_000
+    late_on: date | None = None  # this day grew after it ended: `late_added` new records, `late_changed` edited
+    late_added: int = 0
+    late_changed: int = 0
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply switches from JSON (dates as YYYY-MM-DD); unknown names are an error."""
@@ -49,6 +52,13 @@ class Faults:
         if self.type_change_from and day >= self.type_change_from:
             first = len(records) // 2 if day == self.type_change_from else 0
             records = [{**r, "quantity": f"{r['quantity']} units"} if i >= first else r for i, r in enumerate(records)]
+        if self.late_on == day:
+            records = [
+                *({**r, "status": "refunded", "is_refund": True} if i < self.late_changed else r
+                  for i, r in enumerate(records)),
+                *({**(records[-1] if records else {}), "id": f"evt_{day:%Y%m%d}_late{i:03d}",
+                   "created_at": f"{day.isoformat()}T23:59:59.{i:03d}Z"} for i in range(self.late_added)),
+            ]  # fmt: skip
         if self.missing_id_on == day and records:
             middle = len(records) // 2
             records = [
