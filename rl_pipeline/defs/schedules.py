@@ -23,7 +23,8 @@ def days_to_fetch(spec: ApiSpec, endpoint: str, tick: dg.ScheduleEvaluationConte
 
 
 def daily_schedule(api: str, spec: ApiSpec, job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
-    """Per tick, one ranged run for each group of endpoints that look back alike (Dagster runs a tick once)."""
+    """Per tick, one ranged run for each group of endpoints that look back alike (Dagster runs each of a
+    tick's requests once, told apart by run key)."""
     keys = {endpoint: dg.AssetKey(e.table_name(endpoint)) for endpoint, e in spec.endpoints.items()}
 
     @dg.schedule(
@@ -43,7 +44,7 @@ def daily_schedule(api: str, spec: ApiSpec, job: dg.UnresolvedAssetJobDefinition
         if not ranges:
             return dg.SkipReason(f"{api}: no complete day yet (the first is {spec.start_date})")
         return [
-            dg.RunRequest(asset_selection=selected, tags=range_tags(first, last))
+            dg.RunRequest(run_key=f"{first}..{last}", asset_selection=selected, tags=range_tags(first, last))
             for (first, last), selected in ranges.items()
         ]
 
