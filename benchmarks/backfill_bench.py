@@ -27,13 +27,13 @@ from datetime import date
 from pathlib import Path
 
 import requests
-from harness import cli_backfill, days_from, demo_api, rl_pipeline_backfill, server_counts, table_outcome
+from harness import ADMIN, cli_backfill, days_from, demo_api, rl_pipeline_backfill, server_counts, table_outcome
 from rich.console import Console
 from rich.table import Table
 
 
 def run(days: int, workers: int, url: str, tmp: Path) -> dict:
-    requests.post(f"{url}/_admin/reset", timeout=5)
+    requests.post(f"{url}/_admin/reset", headers=ADMIN, timeout=5)
     keys = days_from(date(2024, 1, 1), days)
     database = tmp / f"w{days}-{workers}.duckdb"
     wall = rl_pipeline_backfill(keys, database, f"sqlite:///{tmp}/s{days}-{workers}.sqlite", workers)
@@ -41,7 +41,7 @@ def run(days: int, workers: int, url: str, tmp: Path) -> dict:
 
 
 def cli_run(days: int, runs: int, url: str, tmp: Path) -> dict:
-    requests.post(f"{url}/_admin/reset", timeout=5)
+    requests.post(f"{url}/_admin/reset", headers=ADMIN, timeout=5)
     result = cli_backfill(days_from(date(2024, 1, 1), days), runs, tmp)
     assert result["returncode"] == 0, result["stderr"]
     return {**server_counts(url), **result}

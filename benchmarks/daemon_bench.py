@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 import yaml
-from harness import days_from, demo_api, server_counts, table_outcome
+from harness import ADMIN, days_from, demo_api, server_counts, table_outcome
 from rich.console import Console
 from rich.table import Table
 
@@ -49,7 +49,7 @@ def materialized(home: Path) -> int:
 
 
 def run(days: list[str], runs: int, url: str, tmp: Path) -> dict:
-    requests.post(f"{url}/_admin/reset", timeout=5)
+    requests.post(f"{url}/_admin/reset", headers=ADMIN, timeout=5)
     home, data = tmp / f"home-{runs}", tmp / f"data-{runs}"
     home.mkdir()
     instance = yaml.safe_load((ROOT / "dagster_home" / "dagster.yaml").read_text())
@@ -70,7 +70,9 @@ def run(days: list[str], runs: int, url: str, tmp: Path) -> dict:
         while materialized(home) < len(days):
             time.sleep(1)
         wall = time.perf_counter() - started
-    first_request = min(t for t, *_ in requests.get(f"{url}/_admin/stats", timeout=30).json()["requests"])
+    first_request = min(
+        t for t, *_ in requests.get(f"{url}/_admin/stats", headers=ADMIN, timeout=30).json()["requests"]
+    )
     return {
         **server_counts(url),
         "wall": wall,

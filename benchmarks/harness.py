@@ -20,6 +20,7 @@ import requests
 from rl_pipeline_tests.conftest import free_port
 
 TOKEN = "bench-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}  # the demo API's admin endpoints want its token too
 
 
 @contextmanager
@@ -43,7 +44,7 @@ def demo_api(rate: float, burst: int, daily_quota: int = 10_000_000, *options: s
     try:
         for _ in range(200):
             try:
-                requests.get(f"{url}/_admin/stats", timeout=1)
+                requests.get(f"{url}/_admin/stats", headers=ADMIN, timeout=1)
                 break
             except requests.ConnectionError:
                 time.sleep(0.05)
@@ -61,7 +62,7 @@ def demo_api(rate: float, burst: int, daily_quota: int = 10_000_000, *options: s
 def server_counts(url: str) -> dict[str, Any]:
     """What the demo API saw since its last reset: requests, 200s, 429s, the span from the first
     request to the last (s), and the longest time with no request in it (s)."""
-    stats = requests.get(f"{url}/_admin/stats", timeout=30).json()
+    stats = requests.get(f"{url}/_admin/stats", headers=ADMIN, timeout=30).json()
     by_status = stats["by_status"]
     times = sorted(t for t, *_ in stats["requests"])
     return {

@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 
 import requests
-from harness import TOKEN, demo_api
+from harness import ADMIN, TOKEN, demo_api
 
 from rl_pipeline.ingest import DEFAULT_BATCH_ROWS
 from rl_pipeline.warehouse import DEFAULT_MEMORY_LIMIT, DEFAULT_THREADS
@@ -64,7 +64,10 @@ def main() -> None:
     results = {}
     with demo_api(100_000, 1000) as url, tempfile.TemporaryDirectory() as workdir:
         requests.post(
-            f"{url}/_admin/faults", json={"huge_day": DAY.isoformat(), "huge_day_records": args.records}, timeout=5
+            f"{url}/_admin/faults",
+            json={"huge_day": DAY.isoformat(), "huge_day_records": args.records},
+            headers=ADMIN,
+            timeout=5,
         ).raise_for_status()
         for kind in ("baseline", "ingest"):
             done = subprocess.run(

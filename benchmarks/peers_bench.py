@@ -32,7 +32,7 @@ from pathlib import Path
 
 import duckdb
 import requests
-from harness import TOKEN, days_from, demo_api, dlt_load, rl_pipeline_backfill, server_counts, table_outcome
+from harness import ADMIN, TOKEN, days_from, demo_api, dlt_load, rl_pipeline_backfill, server_counts, table_outcome
 from rich.console import Console
 from rich.table import Table
 
@@ -110,7 +110,7 @@ def main() -> None:
         for name, design in designs.items():
             with tempfile.TemporaryDirectory() as warm, tempfile.TemporaryDirectory() as tmp:
                 design(url, ["2024-01-01"], Path(warm))
-                requests.post(f"{url}/_admin/reset", timeout=5)
+                requests.post(f"{url}/_admin/reset", headers=ADMIN, timeout=5)
                 started = time.perf_counter()
                 database, name_in_db = design(url, days, Path(tmp))
                 wall = time.perf_counter() - started

@@ -36,7 +36,7 @@ from typing import Any
 
 import requests
 import yaml
-from harness import cli_backfill, days_from, demo_api, dlt_load, server_counts, table_outcome
+from harness import ADMIN, cli_backfill, days_from, demo_api, dlt_load, server_counts, table_outcome
 from rich.console import Console
 from rich.table import Table
 
@@ -76,14 +76,14 @@ def rl_pipeline_cell(server: str, kind: str, days: list[str], runs: int, url: st
     sources["apis"]["demo"].update(sources_for(server, kind))
     path = Path(tempfile.mkdtemp(dir=tmp)) / "sources.yaml"
     path.write_text(yaml.safe_dump(sources))
-    requests.post(f"{url}/_admin/reset", timeout=5)
+    requests.post(f"{url}/_admin/reset", headers=ADMIN, timeout=5)
     result = cli_backfill(days, runs, tmp, {"RL_SOURCES_FILE": str(path)})
     return {**server_counts(url), **result, "failed": result["returncode"] != 0}
 
 
 def dlt_cell(days: list[str], url: str, tmp: Path) -> dict[str, Any]:
     """dlt's `rest_api` source with its default retries (no client-side limit), merge on id."""
-    requests.post(f"{url}/_admin/reset", timeout=5)
+    requests.post(f"{url}/_admin/reset", headers=ADMIN, timeout=5)
     started, failed = time.perf_counter(), False
     try:
         database, table = dlt_load(url, days, Path(tempfile.mkdtemp(dir=tmp)))

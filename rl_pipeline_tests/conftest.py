@@ -26,6 +26,7 @@ from rl_pipeline.state import StateStore, open_store
 from rl_pipeline.warehouse import Warehouse
 
 TOKEN = "test-token-5f3a9c"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}  # the demo API's admin endpoints want its token too
 
 # 2024-01-04 has 1,344 records, 2024-01-09 none (seed 42).
 DAYS = ["2024-01-03", "2024-01-04", "2024-01-09"]

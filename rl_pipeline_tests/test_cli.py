@@ -20,7 +20,7 @@ import requests
 from rl_pipeline.defs.operations import BACKFILL_TAG
 from rl_pipeline.defs.partitions import RANGE_START
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import day_range, expected_rows, start_backfill, table_rows
+from rl_pipeline_tests.conftest import ADMIN, day_range, expected_rows, start_backfill, table_rows
 
 
 @pytest.fixture
@@ -225,7 +225,9 @@ def test_backfill_runs_ranges_at_once_and_a_failed_one_stops_it_until_rerun(make
     a, b = (instance.get_run_record_by_id(run.run_id) for run in (first, second))
     assert a.start_time < b.end_time and b.start_time < a.end_time  # the two ranges ran at once
 
-    requests.post(f"{server.url}/_admin/faults", json={"missing_id_on": None}, timeout=5).raise_for_status()
+    requests.post(
+        f"{server.url}/_admin/faults", json={"missing_id_on": None}, headers=ADMIN, timeout=5
+    ).raise_for_status()
     rerun = cli("backfill", "--asset", "events_offset", "--from", days[0], "--to", days[-1], "--runs", "2")
     assert rerun.returncode == 0, rerun.stderr
     count, rows = table_rows(Warehouse(workdir / "data" / "warehouse.duckdb"), "events_offset")

@@ -11,7 +11,7 @@ import pytest
 
 from rl_pipeline.demo_api.faults import Faults
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import backfill, day_range, expected_rows, table_rows, write_sources
+from rl_pipeline_tests.conftest import ADMIN, backfill, day_range, expected_rows, table_rows, write_sources
 
 FAST_RETRIES = {"base_delay": 0.01, "max_delay": 0.05, "max_attempts": 3}
 
@@ -176,12 +176,42 @@ def test_faults_are_switched_out_of_band_over_http(make_demo_api) -> None:
     import requests
 
     server = make_demo_api()
-    answer = requests.post(f"{server.url}/_admin/faults", json={"drift_from": "2024-02-01", "outage_seconds": 30})
+    answer = requests.post(
+        f"{server.url}/_admin/faults", json={"drift_from": "2024-02-01", "outage_seconds": 30}, headers=ADMIN
+    )
     assert answer.status_code == 200
     assert server.api.config.faults.drift_from == date(2024, 2, 1)
     assert server.api.config.faults.outage_until > time.time() + 25
-    refused = requests.post(f"{server.url}/_admin/faults", json={"no_such_switch": 1})
+    refused = requests.post(f"{server.url}/_admin/faults", json={"no_such_switch": 1}, headers=ADMIN)
     assert refused.status_code == 400 and "unknown fault 'no_such_switch'" in refused.json()["error"]
+
+
+def test_d21_the_admin_endpoints_want_the_token_and_values_of_the_right_type(make_demo_api, monkeypatch) -> None:
+    import socket
+
+    import requests
+
+    from rl_pipeline.demo_api.server import Handler
+
+    monkeypatch.setattr(Handler, "timeout", 1.0)  # 75 s as shipped
+    server = make_demo_api()
+    for call in (requests.get, requests.post):
+        assert call(f"{server.url}/_admin/stats", timeout=5).status_code == 401
+    assert requests.post(f"{server.url}/_admin/reset", timeout=5).status_code == 401
+    assert requests.post(f"{server.url}/_admin/faults", json={"error_rate": 1.0}, timeout=5).status_code == 401
+    for bad in ({"error_rate": "abc"}, {"error_rate": 2}, {"repeat": 1.5}, {"drift_from": "soon"}, [1, 2]):
+        refused = requests.post(f"{server.url}/_admin/faults", json=bad, headers=ADMIN, timeout=5)
+        assert refused.status_code == 400, bad
+    assert server.api.config.faults == Faults()  # nothing changed by any of them
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:  # a length that would block a thread
+        sock.sendall(f"POST /_admin/faults HTTP/1.1\r\nAuthorization: {ADMIN['Authorization']}\r\n".encode()
+                     + b"Content-Length: -1\r\n\r\n")  # fmt: skip
+        assert sock.recv(100).startswith(b"HTTP/1.1 400")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:  # half a request, then nothing
+        sock.sendall(b"GET /v1/link/events HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        assert sock.recv(100) == b"" and time.monotonic() - started < 4  # closed by the server, not held
 
 
 def test_the_run_log_says_what_the_run_waits_on(make_demo_api, warehouse: Warehouse, tmp_path, monkeypatch) -> None:

@@ -7,6 +7,7 @@ dataset itself, so tests compute the expected rows with the same switches.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import date
@@ -36,13 +37,15 @@ class Faults:
     late_changed: int = 0
 
     def update(self, changes: dict[str, Any]) -> None:
-        """Apply switches from JSON (dates as YYYY-MM-DD); unknown names are an error."""
-        known = {f.name for f in fields(self)}
+        """Apply switches from JSON (dates as YYYY-MM-DD); an unknown name or a value of the wrong type is
+        a ValueError naming it, and then nothing is changed."""
+        known = {f.name: f.type for f in fields(self)}
+        checked = {}
         for name, value in changes.items():
             if name not in known:
                 raise ValueError(f"unknown fault {name!r}; known: {', '.join(sorted(known))}")
-            if name.endswith(("_from", "_on", "_day")) and isinstance(value, str):
-                value = date.fromisoformat(value)
+            checked[name] = _typed(name, known[name], value)
+        for name, value in checked.items():
             setattr(self, name, value)
 
     def apply_to_day(self, day: date, records: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
@@ -67,3 +70,19 @@ class Faults:
                 *records[middle + 1 :],
             ]
         return records
+
+
+def _typed(name: str, kind: object, value: Any) -> Any:
+    """`value` as the field's type (`float`, `int`, `date | None`, as annotated), or a ValueError."""
+    if kind == "date | None":
+        try:
+            return None if value is None else date.fromisoformat(str(value))
+        except ValueError:
+            raise ValueError(f"fault {name!r} must be a date YYYY-MM-DD or null, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"fault {name!r} must be a number of at least 0, got {value!r}")
+    if kind == "int" and value != int(value):
+        raise ValueError(f"fault {name!r} must be a whole number, got {value!r}")
+    if name.endswith("_rate") and value > 1:
+        raise ValueError(f"fault {name!r} is a share of requests, 0..1, got {value!r}")
+    return int(value) if kind == "int" else float(value)

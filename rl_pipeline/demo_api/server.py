@@ -14,9 +14,10 @@ without) and a daily quota (429 saying so), and sends
 `X-RateLimit-Limit/-Remaining/-Reset` on every response unless told not to
 (Reset in seconds until Remaining next grows).
 
-Out of band, for tests and benchmarks: GET /_admin/stats (what was served,
-with arrival times), POST /_admin/reset, and POST /_admin/faults with a JSON
-object of `Faults` switches (plus `outage_seconds`).
+Out of band, for tests and benchmarks, with the same bearer token: GET
+/_admin/stats (what was served, with arrival times), POST /_admin/reset, and
+POST /_admin/faults with a JSON object of `Faults` switches (plus
+`outage_seconds`), each checked for its type.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from rl_pipeline.demo_api.faults import Faults
 from rl_pipeline.demo_api.limits import ServerAlgorithm, ServerLimit
 
 MAX_PAGE_SIZE = 100
+MAX_ADMIN_BODY = 1_000_000  # bytes of a fault switch body, at most
 SO_TIMESTAMP = 29  # Linux's socket option (and control message) for receive stamps (a timeval)
 
 
@@ -207,23 +209,42 @@ def _range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in two writes; don't stall 40 ms on the ACK
+    timeout = 75  # seconds a connection may sit idle or half-sent before it is closed (nginx's keepalive_timeout)
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: the stats endpoint is the log
 
+    def _authorized(self) -> bool:
+        """The API's own bearer token, on every endpoint the admin ones included; a 401 otherwise."""
+        if self.headers.get("Authorization") == f"Bearer {self.server.api.config.token}":
+            return True
+        self._send(401, {"error": "missing or invalid bearer token"})
+        return False
+
+    def _json_body(self) -> Any:
+        """The request's JSON body; BadRequest for a length that is missing, negative or over 1 MB."""
+        raw = self.headers.get("Content-Length", "0")
+        if not raw.isdigit() or int(raw) > MAX_ADMIN_BODY:
+            raise BadRequest(f"Content-Length must be 0..{MAX_ADMIN_BODY}, got {raw!r}")
+        return json.loads(self.rfile.read(int(raw)) or b"{}")
+
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
+        if not self._authorized():
+            return
         if path == "/_admin/reset":
             self.server.api.reset()
             self._send(200, {"reset": True})
         elif path == "/_admin/faults":
             try:
-                changes = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                changes = self._json_body()
+                if not isinstance(changes, dict):
+                    raise BadRequest("the body must be a JSON object of fault switches")
                 if "outage_seconds" in changes:
                     changes["outage_until"] = time.time() + float(changes.pop("outage_seconds"))
                 self.server.api.config.faults.update(changes)
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, BadRequest) as exc:
                 self._send(400, {"error": str(exc)})
                 return
             self._send(200, {"faults": changes})
@@ -261,7 +282,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         api = self.server.api
         if url.path == "/_admin/stats":
-            self._send(200, api.stats())
+            if self._authorized():
+                self._send(200, api.stats())
             return
         route = _ROUTES.get(url.path)
         fault = None
