@@ -127,13 +127,15 @@ class CircuitBreaker:
     def state(self) -> BreakerState:
         return BreakerState.decode(self.store.get(self.key))
 
-    def check(self) -> None:
-        """Raise CircuitOpen while no request may go (open, or another's probe in flight); take nothing."""
+    def check(self) -> bool:
+        """Raise CircuitOpen while no request may go (open, or another's probe in flight); take nothing.
+        True: closed (a request may simply go); False: the next request must take the probe's lease."""
         state, now = self.state(), self.clock.now()
         if state.status is Status.OPEN and now < state.open_until:
             raise CircuitOpen(self.name, state.open_until)
         if state.status is Status.HALF_OPEN and now < state.probe_until:
             raise CircuitOpen(self.name, state.probe_until)
+        return state.status is Status.CLOSED
 
     def before_request(self) -> str:
         """Return if a request may go, with the probe lease it holds ("" while closed); raise CircuitOpen

@@ -15,6 +15,12 @@ admits `rate` requests per `period` seconds:
 With `count_refused`, a refused request is counted as if it had been admitted
 (a window log keeps it, a bucket goes into debt): a client that keeps knocking
 stays locked out, as with many real APIs.
+
+Requests are judged by when they reached the host, but this server's threads
+may get to them out of that order (a thread the OS runs late). A server with
+one event loop judges in arrival order; the leaky bucket with burst 1 does
+the same here by keeping the admitted arrivals of the last moments and
+admitting a request only if none lies within one interval of it, on either side.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ class ServerLimit:
         self.tat = now  # leaky bucket: the theoretical arrival time of the next request
         self.window_start, self.previous, self.current = self._window(now), 0, 0  # fixed and counter windows
         self.log: deque[float] = deque()  # sliding log
+        self.admitted: deque[float] = deque()  # leaky bucket with burst 1: recent admitted arrivals
 
     def _window(self, now: float) -> float:
         return math.floor(now / self.period) * self.period
@@ -62,6 +69,8 @@ class ServerLimit:
         return False, (1 - self.tokens) * self.interval
 
     def _leaky_bucket(self, now: float) -> tuple[bool, float]:
+        if self.burst == 1:
+            return self._spaced(now)
         earliest = self.tat - (self.burst - 1) * self.interval
         if now >= earliest:
             self.tat = max(self.tat, now) + self.interval
@@ -69,6 +78,22 @@ class ServerLimit:
         if self.count_refused:
             self.tat += self.interval
         return False, earliest - now
+
+    def _spaced(self, now: float) -> tuple[bool, float]:
+        """Burst 1: admitted arrivals at least one interval apart, whatever order they are judged in."""
+        while self.admitted and self.admitted[0] < now - 10 * self.interval:
+            self.admitted.popleft()
+        clash = [t for t in self.admitted if abs(now - t) < self.interval]
+        if not clash:
+            self.admitted.append(now)
+            self.admitted = deque(sorted(self.admitted))
+            self.tat = max(self.tat, now + self.interval)
+            return True, 0.0
+        if self.count_refused:
+            self.admitted.append(now)
+            self.admitted = deque(sorted(self.admitted))
+            self.tat = max(self.tat, now + self.interval)
+        return False, max(clash) + self.interval - now
 
     def _roll(self, now: float) -> None:
         window = self._window(now)
