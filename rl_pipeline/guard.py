@@ -67,6 +67,18 @@ class ApiShared:
             QuotaLedger(store, name, spec.quota.policy(), clock, key=f"quota:{namespace}") if spec.quota else None
         )
         self.pace = LearnedPace(store, f"rl:{{{namespace}}}:pace", spec.pace_policy(), clock)
+        self._heard_key, self._heard = f"rl:{{{namespace}}}:answered", False
+
+    def heard(self) -> None:
+        """The API answered: kept in the store (once per process), so that every process knows it has."""
+        if not self._heard:
+            self.store.set(self._heard_key, "1")
+            self._heard = True
+
+    def never_answered(self) -> bool:
+        """No process on this store has had an answer from the API with this credential, and this process
+        could not connect: a host that is down or wrong, not an outage to wait out."""
+        return not self._heard and self.store.get(self._heard_key) is None
 
 
 class EndpointGuard:
@@ -175,10 +187,8 @@ class EndpointGuard:
                 check()
                 return waited
             except CircuitOpen as exc:
-                if reachability.never_reached(self.shared.base_url):
-                    raise Blocked(
-                        f"{exc}: {self.shared.base_url} has not answered once since this run started"
-                    ) from None
+                if reachability.never_reached(self.shared.base_url) or self.shared.never_answered():
+                    raise Blocked(f"{exc}: {self.shared.base_url} has never answered") from None
                 now = self.clock.now()
                 # Poll: a half-open probe usually answers well before its lease ends.
                 pause = min(max(exc.until - now, 0.0), 1.0) + self.rng.uniform(0, 0.05)
@@ -201,6 +211,7 @@ class EndpointGuard:
         """
         server = read_server_limit(headers, self.clock.now())
         shared = self.shared
+        shared.heard()
         remaining = shared.spec.quota and shared.spec.quota.remaining_header
         if remaining and shared.quota and headers.get(remaining, "").isdigit():
             shared.quota.follow_server(int(headers[remaining]))

@@ -248,5 +248,5 @@ def test_a_host_that_never_answers_fails_the_run_within_seconds(warehouse: Wareh
     assert not result.success and time.monotonic() - started < 30
     message = error_of(result, "events_offset")
     assert "cannot reach http://127.0.0.1:9: connection refused" in message or (
-        "http://127.0.0.1:9 has not answered once since this run started" in message
+        "http://127.0.0.1:9 has never answered" in message
     )

@@ -159,7 +159,7 @@ def cause_in(log: Path, returncode: int) -> str:
 
 
 # Words of a cause that a later rerun may get past; a wrong token, a 4xx or bad data it will not.
-_PASSING = ("HTTP 5", "gave up after", "deadline", "circuit open", "cannot reach", "has not answered", "quota of")
+_PASSING = ("HTTP 5", "gave up after", "deadline", "circuit open", "cannot reach", "has never answered", "quota of")
 
 
 def rerun_may_help(cause: str) -> bool:
