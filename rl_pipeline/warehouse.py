@@ -339,7 +339,10 @@ class Warehouse:
         selected = self._evolve(conn, table, existing, incoming)
         # The ids as the table holds them (a column widened to text holds them as text).
         ids = selected[id_field].rsplit(" AS ", 1)[0]
-        changed = self._changed(conn, table, selected, id_field) if track_changes else 0
+        held = f"SELECT EXISTS (SELECT 1 FROM {quote(table)} WHERE {quote(id_field)} IN (SELECT {ids} FROM batch))"
+        # The comparison only where the batch replaces rows: a first load pays one semi-join, not a full join.
+        refetched = track_changes and conn.execute(held).fetchone()[0]  # type: ignore[index]
+        changed = self._changed(conn, table, selected, id_field) if refetched else 0
         query = f"DELETE FROM {quote(table)} WHERE {quote(id_field)} IN (SELECT {ids} FROM batch)"
         replaced = conn.execute(query).fetchone()[0]  # type: ignore[index]
         conn.execute(f"INSERT INTO {quote(table)} BY NAME SELECT {', '.join(selected.values())} FROM batch")
