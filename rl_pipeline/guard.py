@@ -10,7 +10,7 @@ the shared store, so every worker on one API and credential obeys one guard.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rl_pipeline import reachability
@@ -70,7 +70,7 @@ class ApiShared:
         self._heard_key, self._heard = f"rl:{{{namespace}}}:answered", False
 
     def heard(self) -> None:
-        """The API answered: kept in the store (once per process), so that every process knows it has."""
+        """The API answered: kept in the store (once per client), so that every process knows it has."""
         if not self._heard:
             self.store.set(self._heard_key, "1")
             self._heard = True
@@ -121,8 +121,11 @@ class EndpointGuard:
         quota = self._charge_quota()
         circuit = limiter = 0.0
         while True:
-            circuit += self._wait_for_circuit(started, self.breaker.check)
+            waited, closed = self._wait_for_circuit(started)
+            circuit += waited
             limiter += self._wait_for_rate(started, deadline)
+            if closed:  # the common case: no store read between the grant and the send
+                return Waited(quota, circuit, limiter, self.clock.now())
             try:
                 probe = self.breaker.before_request()
             except CircuitOpen:
@@ -178,14 +181,14 @@ class EndpointGuard:
                 waited += wait
                 self.clock.sleep(wait + self.rng.uniform(0, 1))
 
-    def _wait_for_circuit(self, started: float, check: Callable[[], object]) -> float:
-        """Return once `check` passes; wait (bounded) or raise Blocked while it says the circuit is open."""
+    def _wait_for_circuit(self, started: float) -> tuple[float, bool]:
+        """Return (seconds waited, whether the circuit is closed) once a request may go; wait (bounded) or
+        raise Blocked while the circuit is open or another worker's probe is in flight."""
         config = self.shared.spec.circuit_breaker
         waited = 0.0
         while True:
             try:
-                check()
-                return waited
+                return waited, self.breaker.check()
             except CircuitOpen as exc:
                 if reachability.never_reached(self.shared.base_url) or self.shared.never_answered():
                     raise Blocked(f"{exc}: {self.shared.base_url} has never answered") from None
