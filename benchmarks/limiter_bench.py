@@ -33,7 +33,7 @@ from rich.table import Table
 
 from rl_pipeline.demo_api import DemoApiConfig, DemoApiServer
 from rl_pipeline.demo_api.server import most_in_any_window
-from rl_pipeline.limits import RateLimiter
+from rl_pipeline.limiter import RateLimiter
 from rl_pipeline.sources import RateLimitSpec
 from rl_pipeline.state import open_store
 

@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from rl_pipeline.clock import FakeClock
-from rl_pipeline.limits import Algorithm, Limit, RateLimiter
+from rl_pipeline.limiter import RateLimiter
+from rl_pipeline.limits import Algorithm, Limit
 from rl_pipeline.state import open_store
 
 

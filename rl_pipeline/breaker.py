@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
-from rl_pipeline.state.base import StateStore
+from rl_pipeline.state import StateStore
 
 
 class CircuitOpen(RuntimeError):
@@ -145,10 +145,11 @@ class CircuitBreaker:
             return ""
         lease = uuid.uuid4().hex
 
-        def take(raw: str | None) -> str:
-            return admit(BreakerState.decode(raw), self.policy, self.clock.now(), lease)[1].encode()
+        def take(raw: str | None) -> tuple[str, BreakerState]:
+            state = admit(BreakerState.decode(raw), self.policy, self.clock.now(), lease)[1]
+            return state.encode(), state
 
-        state = BreakerState.decode(self.store.update(self.key, take))
+        state = self.store.update(self.key, take)
         if state.status is Status.HALF_OPEN and state.probe == lease:
             return lease
         if state.status is Status.CLOSED:
@@ -160,7 +161,9 @@ class CircuitBreaker:
         now = self.clock.now()
         if success and self.state() == BreakerState(window_start=self.state().window_start):
             return self.state()  # closed and clean: nothing to write
-        raw = self.store.update(
-            self.key, lambda raw: record(BreakerState.decode(raw), self.policy, now, success, probe).encode()
-        )
-        return BreakerState.decode(raw)
+
+        def note(raw: str | None) -> tuple[str, BreakerState]:
+            state = record(BreakerState.decode(raw), self.policy, now, success, probe)
+            return state.encode(), state
+
+        return self.store.update(self.key, note)

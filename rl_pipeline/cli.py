@@ -250,7 +250,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             + ", ".join(f"{e}: {client.guard(e).breaker.state().status.value}" for e in client.spec.endpoints)
         )
         print(f"pace {api}: {describe_pace(client.pace)}")
-    from rl_pipeline.state.base import redact_url
+    from rl_pipeline.state import redact_url
 
     store = redact_url(DEFAULT_STATE_STORE)
     print(f"instance {os.environ['DAGSTER_HOME']}; warehouse {DEFAULT_WAREHOUSE}; state store {store}")

@@ -17,12 +17,13 @@ from rl_pipeline import reachability
 from rl_pipeline.breaker import CircuitBreaker, CircuitOpen
 from rl_pipeline.clock import Clock
 from rl_pipeline.events import EventSink, ignore
-from rl_pipeline.limits import Algorithm, Limit, RateLimiter
-from rl_pipeline.limits.headers import read_server_limit
+from rl_pipeline.headers import read_server_limit
+from rl_pipeline.limiter import RateLimiter
+from rl_pipeline.limits import Algorithm, Limit
 from rl_pipeline.pace import LearnedPace
 from rl_pipeline.quota import QuotaExhausted, QuotaLedger
 from rl_pipeline.sources import ApiSpec, RateLimitSpec
-from rl_pipeline.state import StateStore
+from rl_pipeline.state import StateStore, keys
 
 PACE = "pace"
 LATE = 0.001  # seconds between grant and send past which the next grant is pushed back
@@ -64,10 +65,10 @@ class ApiShared:
         self.name, self.spec, self.store, self.namespace, self.clock = name, spec, store, namespace, clock
         self.base_url = spec.resolved_base_url()
         self.quota = (
-            QuotaLedger(store, name, spec.quota.policy(), clock, key=f"quota:{namespace}") if spec.quota else None
+            QuotaLedger(store, name, spec.quota.policy(), clock, key=keys.quota(namespace)) if spec.quota else None
         )
-        self.pace = LearnedPace(store, f"rl:{{{namespace}}}:pace", spec.pace_policy(), clock)
-        self._heard_key, self._heard = f"rl:{{{namespace}}}:answered", False
+        self.pace = LearnedPace(store, keys.pace(namespace), spec.pace_policy(), clock)
+        self._heard_key, self._heard = keys.answered(namespace), False
 
     def heard(self) -> None:
         """The API answered: kept in the store (once per client), so that every process knows it has."""
@@ -112,7 +113,7 @@ class EndpointGuard:
             limits[f"endpoint:{endpoint}:{PACE}"] = paced(own * (1 - margin))
         self.limiter = RateLimiter(shared.store, limits, namespace=shared.namespace, clock=self.clock)
         self.breaker = CircuitBreaker(
-            shared.store, f"breaker:{self.name}", self.name, spec.circuit_breaker.policy(), self.clock
+            shared.store, keys.breaker(self.name), self.name, spec.circuit_breaker.policy(), self.clock
         )
 
     def admit(self, started: float, deadline: float) -> Waited:

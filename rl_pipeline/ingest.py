@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from rl_pipeline.client import ApiClient
 from rl_pipeline.pagination import PageRequest
+from rl_pipeline.state import keys
 from rl_pipeline.warehouse import PartitionReport, Warehouse, to_arrow
 
 DEFAULT_BATCH_ROWS = 50_000  # a write (a DuckDB connection: ~0.1 s) per 50k rows; see docs/benchmarks.md
@@ -38,7 +39,7 @@ class DayResult:
 def checkpoint_key(warehouse: Warehouse, api: str, endpoint: str, day: date) -> str:
     # The warehouse is part of the key: two warehouses fed from one store must not share positions.
     where = hashlib.sha256(str(warehouse.path.resolve()).encode()).hexdigest()[:8]
-    return f"ckpt:{where}:{api}.{endpoint}:{day.isoformat()}"
+    return keys.checkpoint(where, f"{api}.{endpoint}", day.isoformat())
 
 
 def _id_hash(value: object) -> int:

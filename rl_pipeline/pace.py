@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass, replace
 
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
-from rl_pipeline.state.base import StateStore
+from rl_pipeline.state import StateStore
 
 GROWTH_WITHOUT_NEWS = 1.0  # seconds the rate may keep growing after the last success heard of
 
@@ -132,12 +132,12 @@ class LearnedPace:
         if now - state.last_success < GROWTH_WITHOUT_NEWS / 2 and state.strikes == 0:
             return
 
-        def note(raw: str | None) -> str:
+        def note(raw: str | None) -> tuple[str, None]:
             old = self._state(raw)
             if old.last_success < now - GROWTH_WITHOUT_NEWS:
                 # Growth had stopped (idle, or refused): a new span starts here, from where it got to.
-                return replace(old, base=self.rate_of(old, now), since=now, last_success=now, strikes=0).encode()
-            return replace(old, last_success=max(old.last_success, now), strikes=0).encode()
+                return replace(old, base=self.rate_of(old, now), since=now, last_success=now, strikes=0).encode(), None
+            return replace(old, last_success=max(old.last_success, now), strikes=0).encode(), None
 
         self.store.update(self.key, note)
 
@@ -145,9 +145,8 @@ class LearnedPace:
         """A 429: decrease once per storm; return the change and the pause everyone should keep."""
         now = self.clock.now()
         policy = self.policy
-        outcome: list[Refusal] = []
 
-        def refuse(raw: str | None) -> str:
+        def refuse(raw: str | None) -> tuple[str, Refusal]:
             old = self._state(raw)
             before = self.rate_of(old, now)
             if now - old.last_429 < policy.cooldown:
@@ -168,11 +167,9 @@ class LearnedPace:
                 after = before  # probing after a pause, refused again: wait longer, do not cut again
                 state = replace(old, last_429=now, strikes=old.strikes + 1)
             wait = retry_after if retry_after is not None else policy.pause * 2 ** max(0, state.strikes - 1)
-            outcome[:] = [Refusal(before, after, min(wait, policy.max_pause) if retry_after is None else wait)]
-            return state.encode()
+            return state.encode(), Refusal(before, after, min(wait, policy.max_pause) if retry_after is None else wait)
 
-        self.store.update(self.key, refuse)
-        return outcome[0]
+        return self.store.update(self.key, refuse)
 
 
 def describe_pace(pace: LearnedPace) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
-from rl_pipeline.state.base import StateStore
+from rl_pipeline.state import StateStore, keys
 
 
 def iso_time(epoch: float) -> str:
@@ -73,7 +73,7 @@ class QuotaLedger:
         self, store: StateStore, api: str, policy: QuotaPolicy, clock: Clock = SYSTEM_CLOCK, key: str | None = None
     ) -> None:
         self.store, self.api, self.policy, self.clock = store, api, policy, clock
-        self.key = key or f"quota:{api}"
+        self.key = key or keys.quota(api)
 
     def _read(self, raw: str | None, now: float) -> tuple[float, int, float, int]:
         """(day start, used that day, month start, used that month), rolled over to the current periods.
@@ -108,22 +108,17 @@ class QuotaLedger:
     def charge(self, requests: int = 1) -> None:
         """Count `requests` about to be sent, or raise QuotaExhausted and count nothing."""
         now = self.clock.now()
-        refused: QuotaExhausted | None = None
 
-        def apply(raw: str | None) -> str | None:
-            nonlocal refused
+        def apply(raw: str | None) -> tuple[str | None, QuotaExhausted | None]:
             day_start, day_used, month_start, month_used = self._read(raw, now)
             _, next_day, _, next_month = self.policy.periods(now)
-            refused = None
             if self.policy.daily is not None and day_used + requests > self.policy.daily:
-                refused = QuotaExhausted(self.api, "daily", day_used, self.policy.daily, next_day)
-            elif self.policy.monthly is not None and month_used + requests > self.policy.monthly:
-                refused = QuotaExhausted(self.api, "monthly", month_used, self.policy.monthly, next_month)
-            if refused:
-                return raw
-            return f"{day_start!r},{day_used + requests},{month_start!r},{month_used + requests}"
+                return raw, QuotaExhausted(self.api, "daily", day_used, self.policy.daily, next_day)
+            if self.policy.monthly is not None and month_used + requests > self.policy.monthly:
+                return raw, QuotaExhausted(self.api, "monthly", month_used, self.policy.monthly, next_month)
+            return f"{day_start!r},{day_used + requests},{month_start!r},{month_used + requests}", None
 
-        self.store.update(self.key, apply)
+        refused = self.store.update(self.key, apply)
         if refused:
             raise refused
 
@@ -133,10 +128,10 @@ class QuotaLedger:
             return
         now = self.clock.now()
 
-        def apply(raw: str | None) -> str:
+        def apply(raw: str | None) -> tuple[str, None]:
             day_start, day_used, month_start, month_used = self._read(raw, now)
             seen = max(day_used, self.policy.daily - day_remaining)
-            return f"{day_start!r},{seen},{month_start!r},{month_used + seen - day_used}"
+            return f"{day_start!r},{seen},{month_start!r},{month_used + seen - day_used}", None
 
         self.store.update(self.key, apply)
 

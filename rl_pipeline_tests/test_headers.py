@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from rl_pipeline.limits.headers import parse_retry_after, read_server_limit
+from rl_pipeline.headers import parse_retry_after, read_server_limit
 
 NOW = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
 

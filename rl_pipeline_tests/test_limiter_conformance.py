@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -10,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rl_pipeline.clock import FakeClock
-from rl_pipeline.limits import Algorithm, Limit, RateLimiter, RateLimitTimeout
-from rl_pipeline.state import StateStore
+from rl_pipeline.limiter import RateLimiter, RateLimitTimeout
+from rl_pipeline.limits import Algorithm, Limit
+from rl_pipeline.state import StateStore, open_store
 
 TOL = 1e-5
 
@@ -182,14 +185,49 @@ def test_a_pause_holds_back_every_limiter_sharing_the_budget(store, namespace) -
     assert a.try_acquire()
 
 
+def increment(value: str | None) -> tuple[str, int]:
+    count = int(value or 0) + 1
+    return str(count), count
+
+
 def test_update_is_atomic_read_modify_write(store, namespace) -> None:
     key = f"{namespace}:counter"
     assert store.get(key) is None
-    assert store.update(key, lambda v: str(int(v or 0) + 1)) == "1"
-    assert store.update(key, lambda v: str(int(v or 0) + 1)) == "2"
+    assert store.update(key, increment) == 1
+    assert store.update(key, increment) == 2
     assert store.get(key) == "2"
     store.delete(key)
-    assert store.update(key, lambda v: "fresh" if v is None else "stale") == "fresh"
+    assert store.update(key, lambda v: ("fresh" if v is None else "stale", v)) is None
+    assert store.get(key) == "fresh"
+    assert store.update(key, lambda v: (None, v)) == "fresh"  # None deletes
+    assert store.get(key) is None
+
+
+CONTENDERS, INCREMENTS = 4, 150
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_update_holds_under_contention_across_processes(kind: str, tmp_path, namespace, request) -> None:
+    """Processes incrementing one key at once lose no increment, and each gets a verdict no other got."""
+    url = f"sqlite:///{tmp_path}/state.sqlite" if kind == "sqlite" else request.getfixturevalue("redis_url")
+    key = f"{namespace}:contended"
+    script = (
+        "import sys\n"
+        "from rl_pipeline.state import open_store\n"
+        "from rl_pipeline_tests.test_limiter_conformance import increment\n"
+        "store = open_store(sys.argv[1])\n"
+        f"print(*(store.update(sys.argv[2], increment) for _ in range({INCREMENTS})))\n"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, url, key], stdout=subprocess.PIPE, text=True)
+        for _ in range(CONTENDERS)
+    ]
+    verdicts = [int(v) for process in processes for v in process.communicate(timeout=120)[0].split()]
+    assert all(process.returncode == 0 for process in processes)
+    assert sorted(verdicts) == list(range(1, CONTENDERS * INCREMENTS + 1))
+    store = open_store(url)
+    assert store.get(key) == str(CONTENDERS * INCREMENTS)
+    store.close()
 
 
 def test_hosts_whose_clocks_disagree_share_one_redis_budget(redis_url, namespace) -> None:
@@ -221,7 +259,7 @@ def test_d8_a_limit_whose_algorithm_changes_starts_afresh(store, namespace, algo
 
 
 def test_d8_an_error_inside_an_update_is_the_callers_own(store, namespace) -> None:
-    def broken(value: str | None) -> str:
+    def broken(value: str | None) -> tuple[str, None]:
         raise KeyError("the caller's own mistake")
 
     with pytest.raises(KeyError, match="the caller's own mistake"):
@@ -236,7 +274,6 @@ def test_d3_a_grant_is_stamped_when_decided_not_when_its_caller_came(tmp_path) -
     import time
 
     from rl_pipeline.clock import SYSTEM_CLOCK
-    from rl_pipeline.state import open_store
 
     url = f"sqlite:///{tmp_path}/s.sqlite"
     log = {"one": Limit(rate=1, period=1.0, algorithm=Algorithm.SLIDING_WINDOW_LOG)}

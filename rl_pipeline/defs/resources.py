@@ -14,8 +14,7 @@ from rl_pipeline.ingest import DEFAULT_BATCH_ROWS
 from rl_pipeline.locations import DEFAULT_STATE_STORE, DEFAULT_WAREHOUSE
 from rl_pipeline.retry import Jitter, RetryPolicy
 from rl_pipeline.sources import load_sources
-from rl_pipeline.state import StateStore, open_store
-from rl_pipeline.state.base import redact_url
+from rl_pipeline.state import StateStore, open_store, redact_url
 from rl_pipeline.warehouse import DEFAULT_MEMORY_LIMIT, DEFAULT_THREADS, Warehouse
 
 

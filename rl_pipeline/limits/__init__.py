@@ -1,6 +1,5 @@
-"""Rate limits: pure algorithms, and a limiter that applies them through a shared store."""
+"""Rate limits as pure algorithms: what each grants, and the rule that decides several at once."""
 
 from rl_pipeline.limits.algorithms import Algorithm, Limit
-from rl_pipeline.limits.limiter import RateLimiter, RateLimitTimeout
 
-__all__ = ["Algorithm", "Limit", "RateLimitTimeout", "RateLimiter"]
+__all__ = ["Algorithm", "Limit"]

@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 
 from rl_pipeline.clock import Clock
 from rl_pipeline.limits.algorithms import Limit
-from rl_pipeline.state.base import Budget, StateStore, decide_budget, paused_budget
+from rl_pipeline.limits.budget import Budget, decide_budget, paused_budget
+from rl_pipeline.state.base import StateStore, T
 
 
 class MemoryStore(StateStore):
@@ -33,14 +34,14 @@ class MemoryStore(StateStore):
         with self._lock:
             self._budgets[namespace] = paused_budget(self._budgets.get(namespace, {}), until)
 
-    def update(self, key: str, fn: Callable[[str | None], str | None]) -> str | None:
+    def update(self, key: str, fn: Callable[[str | None], tuple[str | None, T]]) -> T:
         with self._lock:
-            value = fn(self._values.get(key))
+            value, verdict = fn(self._values.get(key))
             if value is None:
                 self._values.pop(key, None)
             else:
                 self._values[key] = value
-            return value
+            return verdict
 
     def get(self, key: str) -> str | None:
         with self._lock:

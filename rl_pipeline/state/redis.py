@@ -9,7 +9,7 @@ import redis
 
 from rl_pipeline.clock import Clock, SystemClock
 from rl_pipeline.limits.algorithms import Limit
-from rl_pipeline.state.base import StateStore, redact_url
+from rl_pipeline.state.base import StateStore, T, redact_url
 
 _ACQUIRE = files("rl_pipeline.state").joinpath("redis_store.lua").read_text()
 # Pauses only lengthen: keep the later of the stored and the new end.
@@ -68,16 +68,16 @@ class RedisStore(StateStore):
     def pause(self, namespace: str, until: float) -> None:
         self._pause(keys=[_key(namespace, "pause")], args=[repr(until + self.offset)])
 
-    def update(self, key: str, fn: Callable[[str | None], str | None]) -> str | None:
+    def update(self, key: str, fn: Callable[[str | None], tuple[str | None, T]]) -> T:
         # Optimistic: WATCH the key, compute, MULTI/EXEC; redis-py retries if another client wrote it meanwhile.
-        def attempt(pipe: redis.client.Pipeline) -> str | None:
-            value = fn(pipe.get(key))
+        def attempt(pipe: redis.client.Pipeline) -> T:
+            value, verdict = fn(pipe.get(key))
             pipe.multi()
             if value is None:
                 pipe.delete(key)
             else:
                 pipe.set(key, value)
-            return value
+            return verdict
 
         return self._redis.transaction(attempt, key, value_from_callable=True)
 

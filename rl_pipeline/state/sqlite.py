@@ -6,11 +6,13 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from rl_pipeline.clock import Clock
 from rl_pipeline.limits.algorithms import Limit
-from rl_pipeline.state.base import StateStore, decide_budget, decode_budget, encode_budget, paused_budget
+from rl_pipeline.limits.budget import decide_budget, decode_budget, encode_budget, paused_budget
+from rl_pipeline.state.base import StateStore, T
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID"
 # One statement is one atomic write transaction: SQLite takes the write lock
@@ -30,20 +32,20 @@ def sqlite_path(url: str) -> Path:
 
 class _Updater:
     """rl_update's Python side, one per connection (so per thread): applies
-    the function the store set for this statement and keeps its result."""
+    the function the store set for this statement and keeps its verdict."""
 
     def __init__(self) -> None:
-        self.fn: Callable[[str | None], str | None] = lambda value: value
-        self.result: str | None = None
+        self.fn: Callable[[str | None], tuple[str | None, Any]] = lambda value: (value, None)
+        self.verdict: Any = None
         self.error: Exception | None = None  # SQLite reports only "user-defined function raised exception"
 
     def __call__(self, value: str | None) -> str | None:
         try:
-            self.result = self.fn(value)
+            new, self.verdict = self.fn(value)
         except Exception as exc:
             self.error = exc
             raise
-        return self.result
+        return new
 
 
 class SqliteStore(StateStore):
@@ -73,7 +75,7 @@ class SqliteStore(StateStore):
                 self._all.append(conn)
         return found
 
-    def update(self, key: str, fn: Callable[[str | None], str | None]) -> str | None:
+    def update(self, key: str, fn: Callable[[str | None], tuple[str | None, T]]) -> T:
         conn, updater = self._connection()
         updater.fn, updater.error = fn, None
         try:
@@ -84,25 +86,24 @@ class SqliteStore(StateStore):
             if updater.error is not None:
                 raise updater.error from None
             raise
-        return updater.result
+        return updater.verdict
 
     def acquire(
         self, namespace: str, limits: Sequence[tuple[str, Limit]], cost: float, clock: Clock, *, dry_run: bool = False
     ) -> float:
-        wait = 0.0
 
-        def decide(value: str | None) -> str | None:
-            nonlocal wait
+        def decide(value: str | None) -> tuple[str | None, float]:
             budget = decode_budget(value)
             # Inside the write lock: a caller that waited for it is stamped when decided, not when it came.
             wait, new_states = decide_budget(budget, limits, clock.now(), cost)
-            return value if new_states is None or dry_run else encode_budget(budget | new_states)
+            return (value if new_states is None or dry_run else encode_budget(budget | new_states)), wait
 
-        self.update(f"budget:{namespace}", decide)
-        return wait
+        return self.update(f"budget:{namespace}", decide)
 
     def pause(self, namespace: str, until: float) -> None:
-        self.update(f"budget:{namespace}", lambda value: encode_budget(paused_budget(decode_budget(value), until)))
+        self.update(
+            f"budget:{namespace}", lambda value: (encode_budget(paused_budget(decode_budget(value), until)), None)
+        )
 
     def get(self, key: str) -> str | None:
         row = self._connection()[0].execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()

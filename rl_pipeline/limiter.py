@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
 from rl_pipeline.limits.algorithms import Limit
-
-if TYPE_CHECKING:  # the stores import the algorithms; only the type is needed here
-    from rl_pipeline.state.base import StateStore
+from rl_pipeline.state import StateStore
 
 
 class RateLimitTimeout(TimeoutError):
