@@ -17,20 +17,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from enum import StrEnum
 
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
+from rl_pipeline.errors import CircuitOpen
 from rl_pipeline.state import StateStore
-
-
-class CircuitOpen(RuntimeError):
-    """The endpoint's circuit is open; `until` is when a probe may go."""
-
-    def __init__(self, endpoint: str, until: float) -> None:
-        when = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        super().__init__(f"circuit open for {endpoint} until {when}")
-        self.endpoint, self.until = endpoint, until
 
 
 class Status(StrEnum):

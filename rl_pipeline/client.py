@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import threading
 from collections import Counter
@@ -22,11 +23,12 @@ import requests
 
 from rl_pipeline import reachability
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
+from rl_pipeline.errors import ApiError, Blocked, MissingTokenError, PaginationError, QuotaExhausted
 from rl_pipeline.events import EventSink, ignore
-from rl_pipeline.guard import ApiShared, Blocked, EndpointGuard, Waited
+from rl_pipeline.guard import ApiShared, EndpointGuard, Waited
 from rl_pipeline.pace import LearnedPace
-from rl_pipeline.pagination import PageRequest, PaginationError, dig, first_page, next_page
-from rl_pipeline.quota import QuotaExhausted, QuotaLedger
+from rl_pipeline.pagination import PageRequest, dig, first_page, next_page
+from rl_pipeline.quota import Forecast, QuotaLedger, QuotaPolicy, Usage, forecast
 from rl_pipeline.retry import RetryPolicy
 from rl_pipeline.sources import ApiSpec, EndpointSpec
 from rl_pipeline.state import StateStore
@@ -34,22 +36,6 @@ from rl_pipeline.state import StateStore
 RETRY_STATUSES = frozenset({500, 502, 503, 504})  # and 429, which is a wait rather than a failure
 BROKEN_BODY = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
 UNREACHABLE_AFTER = 3  # connection failures in a row, with no answer ever, that fail the request at once
-
-
-class ApiError(RuntimeError):
-    """A request that failed for good: a non-retryable status, or retries spent.
-
-    The message names the source, partition and page, the status and the
-    server's own words, never the credentials.
-    """
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class MissingTokenError(RuntimeError):
-    """The environment variable holding an API's token is not set."""
 
 
 @dataclass
@@ -220,6 +206,17 @@ class ApiClient:
     def rate_per_second(self) -> float:
         """The rate requests go at now (the learned pace): what forecasts assume."""
         return self.pace.rate()
+
+    def forecast(self, partitions: int, requests_per_partition: float) -> Forecast:
+        """When `partitions` more partitions will be done at `requests_per_partition` each: at the pace
+        requests go now, never past the quotas less the daily `reserve` kept for the schedule."""
+        now, quota = self.clock.now(), self.spec.quota
+        if self.quota is None or quota is None:
+            usage, policy, reserve = Usage(0, 0, math.inf, math.inf, now, now), QuotaPolicy(), 0
+        else:
+            usage, policy, reserve = self.quota.usage(), self.quota.policy, quota.reserve
+        cost = max(1.0, requests_per_partition)
+        return forecast(partitions, cost, self.rate_per_second(), usage, policy, now, reserve)
 
     def fetch_day(self, endpoint: str, day: date, start: PageRequest | None = None) -> Iterator[Page]:
         """Every page of one day of `endpoint`, from `start` (a checkpoint) or the first."""

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Protocol
+
+
+def iso_time(epoch: float) -> str:
+    """Epoch seconds as `2026-01-01T00:00:00Z`."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class Clock(Protocol):

@@ -14,24 +14,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rl_pipeline import reachability
-from rl_pipeline.breaker import CircuitBreaker, CircuitOpen
+from rl_pipeline.breaker import CircuitBreaker
 from rl_pipeline.clock import Clock
+from rl_pipeline.errors import Blocked, CircuitOpen, QuotaExhausted
 from rl_pipeline.events import EventSink, ignore
 from rl_pipeline.headers import read_server_limit
 from rl_pipeline.limiter import RateLimiter
 from rl_pipeline.limits import Algorithm, Limit
 from rl_pipeline.pace import LearnedPace
-from rl_pipeline.quota import QuotaExhausted, QuotaLedger
+from rl_pipeline.quota import QuotaLedger
 from rl_pipeline.sources import ApiSpec, RateLimitSpec
 from rl_pipeline.state import StateStore, keys
 
 PACE = "pace"
 LATE = 0.001  # seconds between grant and send past which the next grant is pushed back
 COLD = 0.010  # seconds more after a connection's first request
-
-
-class Blocked(RuntimeError):
-    """No request may go within the bounds set (an open circuit, the limiter past the deadline)."""
 
 
 def paced(rate: float) -> Limit:

@@ -5,12 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
+from rl_pipeline.errors import RateLimitTimeout
 from rl_pipeline.limits.algorithms import Limit
 from rl_pipeline.state import StateStore
-
-
-class RateLimitTimeout(TimeoutError):
-    """The limiter could not grant a request within the caller's timeout."""
 
 
 class RateLimiter:

@@ -11,16 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
+from rl_pipeline.errors import PaginationError
 from rl_pipeline.sources import (
     CursorPagination,
     LinkPagination,
     OffsetPagination,
     PageNumberPagination,
 )
-
-
-class PaginationError(ValueError):
-    """The API's pagination cannot be followed (a loop, a missing field)."""
 
 
 @dataclass(frozen=True)

@@ -11,28 +11,9 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from rl_pipeline.clock import SYSTEM_CLOCK, Clock
+from rl_pipeline.clock import SYSTEM_CLOCK, Clock, iso_time
+from rl_pipeline.errors import QuotaExhausted
 from rl_pipeline.state import StateStore, keys
-
-
-def iso_time(epoch: float) -> str:
-    """Epoch seconds as `2026-01-01T00:00:00Z`."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-class QuotaExhausted(RuntimeError):
-    """A quota has no request left; it says which, how much was used and when it resets."""
-
-    def __init__(self, api: str, which: str, used: int, limit: int, resets_at: float, where: str = "") -> None:
-        super().__init__(
-            (f"{where}: " if where else "")
-            + f"{which} quota of {limit} requests for {api} is used up ({used} used); resets at {iso_time(resets_at)}"
-        )
-        self.api, self.which, self.used, self.limit, self.resets_at = api, which, used, limit, resets_at
-
-    def at(self, where: str) -> QuotaExhausted:
-        """The same refusal, naming where it happened (source, partition, page)."""
-        return QuotaExhausted(self.api, self.which, self.used, self.limit, self.resets_at, where)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from rl_pipeline.breaker import BreakerPolicy
+from rl_pipeline.errors import SourceFileError
 from rl_pipeline.limits.algorithms import Algorithm, Limit
 from rl_pipeline.pace import PacePolicy
 from rl_pipeline.quota import QuotaPolicy
@@ -37,10 +38,6 @@ from rl_pipeline.quota import QuotaPolicy
 SOURCES_FILE_ENV = "RL_SOURCES_FILE"
 SHIPPED_SOURCES = files("rl_pipeline").joinpath("sources.yaml")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-class SourceFileError(ValueError):
-    """A sources file that cannot be used; the message names file and field."""
 
 
 class _Spec(BaseModel):

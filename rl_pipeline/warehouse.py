@@ -27,6 +27,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rl_pipeline.errors import WarehouseBusy, WarehouseError
+
 PARTITION_COLUMN = "_partition"
 FETCHED_AT_COLUMN = "_fetched_at"
 BOOKKEEPING = (PARTITION_COLUMN, FETCHED_AT_COLUMN)
@@ -68,14 +70,6 @@ class PartitionReport:
 
     served: int
     api_total: int | None
-
-
-class WarehouseError(RuntimeError):
-    """A batch that cannot be written; nothing of it was written."""
-
-
-class WarehouseBusy(WarehouseError):
-    """Another process held the DuckDB file for longer than the patience allowed."""
 
 
 def quote(identifier: str) -> str:

@@ -13,7 +13,7 @@ import sys
 
 import dagster as dg
 
-from rl_pipeline.defs.operations import chunks
+from rl_pipeline.defs.partitions import stretches
 from rl_pipeline.warehouse import Warehouse
 from rl_pipeline_tests.conftest import backfill, day_range
 
@@ -38,7 +38,7 @@ def main() -> int:
         days = [day for day in days if day not in done]
     ok = True
     # A relaunch runs each stretch of missing days, not the days already done between them.
-    for first, last in chunks(days, every_day, size=len(every_day)):
+    for first, last in ((run[0], run[-1]) for run in stretches(days, every_day, size=len(every_day))):
         result = backfill(
             [args.asset],
             first,

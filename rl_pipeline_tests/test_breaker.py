@@ -6,8 +6,9 @@ import contextlib
 
 import pytest
 
-from rl_pipeline.breaker import BreakerPolicy, CircuitBreaker, CircuitOpen, Status
+from rl_pipeline.breaker import BreakerPolicy, CircuitBreaker, Status
 from rl_pipeline.clock import FakeClock
+from rl_pipeline.errors import CircuitOpen
 
 POLICY = BreakerPolicy(consecutive_failures=3, failure_rate=0.5, min_requests=6, window=60, cooldown=10)
 
@@ -105,7 +106,7 @@ def test_d17_the_probe_lease_runs_from_the_send_and_is_set_in_the_file(namespace
     """A worker that takes the probe and then waits for the rate must not let its lease run out in the wait
     (another probe would go): the lease is taken after the rate grant. `probe_timeout` comes from the file."""
     from rl_pipeline.client import ApiClient
-    from rl_pipeline.guard import Blocked
+    from rl_pipeline.errors import Blocked
     from rl_pipeline.sources import RateLimitSpec, load_sources
     from rl_pipeline.state import open_store
 

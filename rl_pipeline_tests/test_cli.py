@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 import requests
 
-from rl_pipeline.defs.operations import BACKFILL_TAG
+from rl_pipeline.cli.runs import BACKFILL_TAG
 from rl_pipeline.defs.partitions import RANGE_START
 from rl_pipeline.warehouse import Warehouse
 from rl_pipeline_tests.conftest import ADMIN, day_range, expected_rows, start_backfill, table_rows

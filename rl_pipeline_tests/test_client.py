@@ -7,8 +7,9 @@ from datetime import date
 
 import pytest
 
-from rl_pipeline.client import ApiClient, ApiError, MissingTokenError
+from rl_pipeline.client import ApiClient
 from rl_pipeline.demo_api import day_records
+from rl_pipeline.errors import ApiError, MissingTokenError
 from rl_pipeline.retry import RetryPolicy
 from rl_pipeline.sources import RateLimitSpec, load_sources
 from rl_pipeline.state import open_store

@@ -9,8 +9,8 @@ import dagster as dg
 import pytest
 import yaml
 
+from rl_pipeline.cli.status import status
 from rl_pipeline.definitions import build_definitions
-from rl_pipeline.defs.operations import status
 from rl_pipeline.defs.partitions import RANGE_END, RANGE_START
 from rl_pipeline.demo_api.faults import Faults
 from rl_pipeline.sources import SHIPPED_SOURCES, load_sources

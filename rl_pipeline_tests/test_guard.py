@@ -8,7 +8,8 @@ import random
 import pytest
 
 from rl_pipeline.clock import FakeClock
-from rl_pipeline.guard import COLD, ApiShared, Blocked, EndpointGuard
+from rl_pipeline.errors import Blocked
+from rl_pipeline.guard import COLD, ApiShared, EndpointGuard
 from rl_pipeline.sources import RateLimitSpec, load_sources
 from rl_pipeline.state import open_store
 

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rl_pipeline.clock import FakeClock
-from rl_pipeline.limiter import RateLimiter, RateLimitTimeout
+from rl_pipeline.errors import RateLimitTimeout
+from rl_pipeline.limiter import RateLimiter
 from rl_pipeline.limits import Algorithm, Limit
 from rl_pipeline.state import StateStore, open_store
 

@@ -10,8 +10,8 @@ from datetime import date
 import dagster as dg
 import pytest
 
-from rl_pipeline.client import ApiClient, ApiError, MissingTokenError
-from rl_pipeline.pagination import PaginationError
+from rl_pipeline.client import ApiClient
+from rl_pipeline.errors import ApiError, MissingTokenError, PaginationError
 from rl_pipeline.retry import RetryPolicy
 from rl_pipeline.state import open_store
 from rl_pipeline_tests.scripted_server import SECRET as TOKEN

@@ -9,7 +9,8 @@ from datetime import date
 import pytest
 
 from rl_pipeline.client import ApiClient
-from rl_pipeline.pagination import PageRequest, PaginationError, first_page, next_page
+from rl_pipeline.errors import PaginationError
+from rl_pipeline.pagination import PageRequest, first_page, next_page
 from rl_pipeline.sources import CursorPagination, LinkPagination, OffsetPagination, PageNumberPagination
 from rl_pipeline.state import open_store
 from rl_pipeline_tests.scripted_server import SECRET, Reply, ScriptedServer, scripted_server, spec_for

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from rl_pipeline.clock import FakeClock
-from rl_pipeline.quota import QuotaExhausted, QuotaLedger, QuotaPolicy, Usage, forecast
+from rl_pipeline.errors import QuotaExhausted
+from rl_pipeline.quota import QuotaLedger, QuotaPolicy, Usage, forecast
 
 
 def at(text: str) -> float:

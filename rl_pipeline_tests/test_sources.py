@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rl_pipeline.sources import SHIPPED_SOURCES, SourceFileError, load_sources
+from rl_pipeline.errors import SourceFileError
+from rl_pipeline.sources import SHIPPED_SOURCES, load_sources
 
 
 def write_variant(tmp_path: Path, change) -> Path:

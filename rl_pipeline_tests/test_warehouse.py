@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rl_pipeline.errors import WarehouseError
 from rl_pipeline.ingest import distinct
-from rl_pipeline.warehouse import JSON_TEXT, Warehouse, WarehouseError, Written, latest_per_id, to_arrow
+from rl_pipeline.warehouse import JSON_TEXT, Warehouse, Written, latest_per_id, to_arrow
 
 NOW = datetime(2024, 1, 2, tzinfo=UTC)
 

@@ -15,11 +15,11 @@ from typing import Any, TypeVar
 import dagster as dg
 
 from rl_pipeline.client import ApiClient
+from rl_pipeline.clock import iso_time
 from rl_pipeline.defs.checks import check_results, check_specs
 from rl_pipeline.defs.partitions import MAX_PARTITIONS_PER_RUN, daily_partitions
 from rl_pipeline.events import Throttled, to_user
 from rl_pipeline.ingest import DayResult, ingest_day
-from rl_pipeline.quota import QuotaPolicy, Usage, forecast, iso_time
 from rl_pipeline.sources import ApiSpec
 
 T = TypeVar("T")
@@ -41,17 +41,6 @@ def missing_after_run(context: dg.AssetExecutionContext) -> int:
     assert partitions is not None
     done = context.instance.get_materialized_partitions(context.asset_key) | set(context.partition_keys)
     return sum(1 for key in partitions.get_partition_keys() if key not in done)
-
-
-def backlog_forecast(client: ApiClient, missing: int, requests_per_partition: float) -> str:
-    """When `missing` partitions will be done at this day's cost, under the rate and the quotas."""
-    rate = client.rate_per_second()
-    usage = client.quota.usage() if client.quota else None
-    policy = client.quota.policy if client.quota else QuotaPolicy()
-    now = client.clock.now()
-    if usage is None:
-        usage = Usage(0, 0, math.inf, math.inf, now, now)
-    return forecast(missing, max(1.0, requests_per_partition), rate, usage, policy, now).describe(now)
 
 
 def summary(metadata: dict) -> str:
@@ -149,7 +138,7 @@ def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinitio
                     "pace_req_s": round(client.pace.rate(), 2),
                     "ceiling_req_s": client.pace.policy.ceiling,
                     **quota_metadata(client),
-                    "forecast": backlog_forecast(client, missing, used["requests"]),
+                    "forecast": client.forecast(missing, used["requests"]).describe(client.clock.now()),
                 }
                 context.log.info(
                     f"{table} {result.day}: {result.records} records, {result.pages} pages, "

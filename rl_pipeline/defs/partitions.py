@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import dagster as dg
 
@@ -13,7 +13,16 @@ RANGE_START, RANGE_END, PARTITION = (
     "dagster/asset_partition_range_end",
     "dagster/partition",
 )
-__all__ = ["MAX_PARTITIONS_PER_RUN", "PARTITION", "RANGE_END", "RANGE_START", "daily_partitions", "range_tags"]
+__all__ = [
+    "MAX_PARTITIONS_PER_RUN",
+    "PARTITION",
+    "RANGE_END",
+    "RANGE_START",
+    "daily_partitions",
+    "range_tags",
+    "run_partitions",
+    "stretches",
+]
 
 
 def daily_partitions(spec: ApiSpec) -> dg.DailyPartitionsDefinition:
@@ -38,3 +47,16 @@ def run_partitions(runs: Iterable[dg.DagsterRun], key: dg.AssetKey, partitions: 
         elif PARTITION in run.tags:
             found.add(run.tags[PARTITION])
     return found
+
+
+def stretches(days: Sequence[str], all_keys: Sequence[str], size: int = MAX_PARTITIONS_PER_RUN) -> list[list[str]]:
+    """`days` cut into runs of consecutive days (in the order given: oldest or newest first), each at most
+    `size` long."""
+    position = {key: i for i, key in enumerate(all_keys)}
+    out: list[list[str]] = []
+    for day in days:
+        if out and abs(position[day] - position[out[-1][-1]]) == 1 and len(out[-1]) < size:
+            out[-1].append(day)
+        else:
+            out.append([day])
+    return out

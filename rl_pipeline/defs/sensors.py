@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import dagster as dg
 
+from rl_pipeline.client import ApiClient
+from rl_pipeline.clock import iso_time
 from rl_pipeline.defs.assets import api_resource_key
-from rl_pipeline.defs.partitions import MAX_PARTITIONS_PER_RUN, daily_partitions, range_tags, run_partitions
-from rl_pipeline.quota import forecast, iso_time
+from rl_pipeline.defs.partitions import MAX_PARTITIONS_PER_RUN, daily_partitions, range_tags, run_partitions, stretches
 from rl_pipeline.sources import ApiSpec
 
 IN_FLIGHT = [
@@ -32,17 +33,6 @@ def requests_per_partition(instance: dg.DagsterInstance, key: dg.AssetKey) -> fl
     return max(1.0, sum(costs) / len(costs)) if costs else FIRST_GUESS_REQUESTS
 
 
-def first_run(missing: Sequence[str], all_keys: Sequence[str], most: int) -> list[str]:
-    """The leading consecutive stretch of `missing` (in the order given), at most `most` long."""
-    position = {p: i for i, p in enumerate(all_keys)}
-    chunk: list[str] = []
-    for partition in missing[:most]:
-        if chunk and abs(position[partition] - position[chunk[-1]]) != 1:
-            break
-        chunk.append(partition)
-    return chunk
-
-
 def quota_sensor(api: str, spec: ApiSpec, asset_keys: Iterable[dg.AssetKey]) -> dg.SensorDefinition:
     keys = list(asset_keys)
     resource_key = api_resource_key(api)
@@ -63,11 +53,13 @@ def quota_sensor(api: str, spec: ApiSpec, asset_keys: Iterable[dg.AssetKey]) -> 
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         client = getattr(context.resources, resource_key).client()
         try:
-            usage = client.quota.usage() if client.quota else None
-            rate = client.rate_per_second()
+            return _launch(context, client)
         finally:
             client.close()
             client.store.close()
+
+    def _launch(context: dg.SensorEvaluationContext, client: ApiClient) -> dg.SensorResult | dg.SkipReason:
+        usage = client.quota.usage() if client.quota else None
         budget = usage.left - reserve if usage else math.inf
         all_keys = partitions.get_partition_keys(dynamic_partitions_store=context.instance)
         requests, waiting, cost_of_missing = [], 0, 0.0
@@ -80,7 +72,8 @@ def quota_sensor(api: str, spec: ApiSpec, asset_keys: Iterable[dg.AssetKey]) -> 
             cost = requests_per_partition(context.instance, key)
             cost_of_missing += cost * len(missing)
             affordable = int(budget // cost) if budget != math.inf else len(missing)
-            chunk = first_run(missing, all_keys, min(MAX_PARTITIONS_PER_RUN, affordable))
+            most = min(MAX_PARTITIONS_PER_RUN, affordable)
+            chunk = stretches(missing[:most], all_keys)[0] if most > 0 and missing else []
             waiting += len(missing) - len(chunk)
             if chunk:
                 first, last = min(chunk), max(chunk)
@@ -90,14 +83,11 @@ def quota_sensor(api: str, spec: ApiSpec, asset_keys: Iterable[dg.AssetKey]) -> 
             return dg.SensorResult(run_requests=requests)
         if not waiting:
             return dg.SkipReason(f"{api}: every partition is materialized or in flight")
-        assert usage is not None and spec.quota is not None  # only a quota leaves partitions waiting
-        now = client.clock.now()
-        average = cost_of_missing / waiting
-        outlook = forecast(waiting, average, rate, usage, spec.quota.policy(), now, reserve)
+        assert usage is not None  # only a quota leaves partitions waiting
+        outlook = client.forecast(waiting, cost_of_missing / waiting).describe(client.clock.now())
         return dg.SkipReason(
             f"{api}: out of quota for backfills: {max(0, int(usage.left))} requests left today, {reserve} of them "
-            f"kept for the daily schedule; resets at {iso_time(usage.day_resets_at)}. "
-            f"Forecast: {outlook.describe(now)}"
+            f"kept for the daily schedule; resets at {iso_time(usage.day_resets_at)}. Forecast: {outlook}"
         )
 
     return _sensor

@@ -1,0 +1,93 @@
+"""`rl-pipeline status`: per asset, days materialized, failed and missing, with the forecast; per API,
+quota, circuits and pace. Needs no token: budgets are kept per credential, so without one they are not shown."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+import dagster as dg
+from rich.console import Console
+from rich.table import Table
+
+from rl_pipeline.cli.environment import use_project_instance
+from rl_pipeline.client import ApiClient
+from rl_pipeline.clock import iso_time
+from rl_pipeline.defs.partitions import daily_partitions, run_partitions
+from rl_pipeline.defs.resources import RateLimitedApi
+from rl_pipeline.defs.sensors import requests_per_partition
+from rl_pipeline.locations import DEFAULT_STATE_STORE, DEFAULT_WAREHOUSE
+from rl_pipeline.pace import describe_pace
+from rl_pipeline.sources import ApiSpec, SourcesFile, load_sources
+from rl_pipeline.state import redact_url
+
+
+@dataclass
+class AssetStatus:
+    asset: str
+    partitions: int
+    materialized: int
+    failed: int
+    missing: int
+    forecast: str
+
+
+def status(
+    sources: SourcesFile, clients: dict[str, ApiClient], instance: dg.DagsterInstance | None = None
+) -> list[AssetStatus]:
+    """Per asset: partitions materialized, failed (and not since redone), missing; with the forecast
+    where `clients` has the API's client (budgets are kept per credential: no token, no forecast).
+    `instance`: the $DAGSTER_HOME one unless given."""
+    instance = instance or dg.DagsterInstance.get()
+    failed_runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+    out = []
+    for api, spec in sources.apis.items():
+        partitions = daily_partitions(spec)
+        keys = partitions.get_partition_keys()
+        client = clients.get(api)
+        for endpoint_name, endpoint in spec.endpoints.items():
+            key = dg.AssetKey(endpoint.table_name(endpoint_name))
+            done = instance.get_materialized_partitions(key) & set(keys)
+            failed = run_partitions(failed_runs, key, partitions) - done
+            missing = len(keys) - len(done)
+            outlook = f"set {spec.token_env} to see it"
+            if client is not None:
+                outlook = client.forecast(missing, requests_per_partition(instance, key)).describe(client.clock.now())
+            out.append(AssetStatus(key.path[-1], len(keys), len(done), len(failed), missing - len(failed), outlook))
+    return out
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    sources = load_sources()
+    use_project_instance()
+    clients = {  # status needs no token; without one, the budgets (kept per credential) are not shown
+        api: RateLimitedApi(api=api, token=os.environ.get(spec.token_env or "")).client()
+        for api, spec in sources.apis.items()
+        if not spec.token_env or os.environ.get(spec.token_env)
+    }
+    table = Table("asset", "partitions", "materialized", "failed", "missing", "forecast")
+    for row in status(sources, clients):
+        counts = (row.partitions, row.materialized, row.failed, row.missing)
+        table.add_row(row.asset, *map(str, counts), row.forecast)
+    console = Console(width=max(Console().width, 140))
+    console.print(table)
+    for api, spec in sources.apis.items():
+        print_budgets(console, api, spec, clients.get(api))
+    store = redact_url(DEFAULT_STATE_STORE)
+    print(f"instance {os.environ['DAGSTER_HOME']}; warehouse {DEFAULT_WAREHOUSE}; state store {store}")
+    return 0
+
+
+def print_budgets(console: Console, api: str, spec: ApiSpec, client: ApiClient | None) -> None:
+    """Quota used and left, each endpoint's circuit, and the learned pace of one API."""
+    if client is None:
+        console.print(f"quota, circuits and pace of {api}: kept per credential; set {spec.token_env} to see them")
+        return
+    if client.quota:
+        usage = client.quota.usage()
+        left = "unlimited" if usage.left == float("inf") else f"{int(usage.left)} left"
+        console.print(f"quota {api}: {usage.day_used} used today, {left}; resets at {iso_time(usage.day_resets_at)}")
+    circuits = ", ".join(f"{e}: {client.guard(e).breaker.state().status.value}" for e in client.spec.endpoints)
+    print(f"circuits {api}: {circuits}")
+    print(f"pace {api}: {describe_pace(client.pace)}")
