@@ -94,6 +94,7 @@ class RequestStats:
 @dataclass(frozen=True)
 class Page:
     number: int  # 1-based, within the day
+    where: str  # "source api.endpoint, partition 2024-01-01, page 3": what every error about it names
     request: PageRequest
     records: list[dict[str, Any]]
     next: PageRequest | None
@@ -250,7 +251,7 @@ class ApiClient:
                     "not followed (the API's token would go with it)"
                 )
             total = dig(body, getattr(spec.pagination, "total_path", None))
-            yield Page(number, request, records, following, total if isinstance(total, int) else None)
+            yield Page(number, where, request, records, following, total if isinstance(total, int) else None)
             request = following
 
     def get_json(self, endpoint: str, request: PageRequest, where: str) -> tuple[Any, dict[str, dict[str, str]]]:
@@ -305,30 +306,41 @@ class ApiClient:
     def _try_once(self, request: PageRequest, where: str, guard: EndpointGuard, admitted: Waited) -> Answer:
         """Send once and classify the answer; raise ApiError for a 4xx that no retry can fix."""
         guard.sending(admitted.granted_at, first=not self._warm)
-        probe = admitted.probe
         try:
             response = self._session.get(request.url, params=request.params, timeout=self.timeout)
             self._warm = True
         except BROKEN_BODY as exc:  # the server answered, and the body broke on the way
             self.stats.count_status(type(exc).__name__)
             reachability.answered(self.base_url)
-            guard.on_failure(probe)
+            guard.on_failure(admitted.probe)
             return Answer(problem=f"a broken body ({type(exc).__name__}) from {self._path(request)}")
         except (requests.Timeout, requests.ConnectionError) as exc:
-            self.stats.count_status(type(exc).__name__)
-            guard.on_failure(probe)
-            if not isinstance(exc, requests.ReadTimeout):
-                reachability.not_connected(self.base_url)
-            self._unreachable = self._unreachable + 1 if reachability.never_reached(self.base_url) else 0
-            if self._unreachable >= UNREACHABLE_AFTER:
-                raise ApiError(
-                    f"{where}: cannot reach {self.base_url}: {reachability.connection_cause(exc)} "
-                    "(it has not answered once since this run started)"
-                ) from None
-            return Answer(problem=f"{type(exc).__name__} from {self._path(request)}")
+            return self._unanswered(exc, request, where, guard, admitted.probe)
         reachability.answered(self.base_url)
+        self.stats.count_status(str(response.status_code))
+        return self._classify(response, request, where, guard, admitted.probe)
+
+    def _unanswered(
+        self, exc: requests.RequestException, request: PageRequest, where: str, guard: EndpointGuard, probe: str
+    ) -> Answer:
+        """A timeout or a failed connection: worth another try, unless the host has never answered at all."""
+        self.stats.count_status(type(exc).__name__)
+        guard.on_failure(probe)
+        if not isinstance(exc, requests.ReadTimeout):
+            reachability.not_connected(self.base_url)
+        self._unreachable = self._unreachable + 1 if reachability.never_reached(self.base_url) else 0
+        if self._unreachable >= UNREACHABLE_AFTER:
+            raise ApiError(
+                f"{where}: cannot reach {self.base_url}: {reachability.connection_cause(exc)} "
+                "(it has not answered once since this run started)"
+            ) from None
+        return Answer(problem=f"{type(exc).__name__} from {self._path(request)}")
+
+    def _classify(
+        self, response: requests.Response, request: PageRequest, where: str, guard: EndpointGuard, probe: str
+    ) -> Answer:
+        """An HTTP answer: a body, a 429 to wait out, a status worth retrying, or (raised) one that is not."""
         status = response.status_code
-        self.stats.count_status(str(status))
         if status >= 400:
             retry_after = guard.on_answer(status, response.headers, probe=probe)
             problem = f"HTTP {status} from {self._path(request)}: {self._server_message(response)}"

@@ -120,12 +120,21 @@ def read_server_limit(headers: Mapping[str, str], now: float) -> ServerLimit:
     skewed = server_now is not None and abs(server_now - now) > 1.0
     reference = server_now if skewed and server_now is not None else now
     retry_after = headers.get("Retry-After")
-    if retry_after is not None and _number(retry_after) is None:
-        # An HTTP date from a skewed server: measure it against the server's own clock.
-        retry = parse_retry_after(retry_after, reference)
-    else:
-        retry = parse_retry_after(retry_after, now)
+    # An HTTP date from a skewed server is measured against the server's own clock.
+    is_date = retry_after is not None and _number(retry_after) is None
+    retry = parse_retry_after(retry_after, reference if is_date else now)
+    limit, remaining, reset, window = _limit_fields(headers)
+    return ServerLimit(
+        retry_after=retry,
+        limit=limit,
+        remaining=remaining,
+        reset_in=_reset_seconds(reset, reference),
+        window=window,
+    )
 
+
+def _limit_fields(headers: Mapping[str, str]) -> tuple[float | None, float | None, float | None, float | None]:
+    """(limit, remaining, reset, window) from the X-RateLimit-* headers or the IETF draft's fields."""
     limit = _number(headers.get("X-RateLimit-Limit") or headers.get("RateLimit-Limit"))
     remaining = _number(headers.get("X-RateLimit-Remaining") or headers.get("RateLimit-Remaining"))
     reset = _number(headers.get("X-RateLimit-Reset") or headers.get("RateLimit-Reset"))
@@ -146,10 +155,4 @@ def read_server_limit(headers: Mapping[str, str], now: float) -> ServerLimit:
     if policy:
         limit = policy.get("q", limit)
         window = policy.get("w")
-    return ServerLimit(
-        retry_after=retry,
-        limit=limit,
-        remaining=remaining,
-        reset_in=_reset_seconds(reset, reference),
-        window=window,
-    )
+    return limit, remaining, reset, window

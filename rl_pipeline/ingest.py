@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from array import array
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
-from rl_pipeline.client import ApiClient
+from rl_pipeline.client import ApiClient, Page
 from rl_pipeline.pagination import PageRequest
 from rl_pipeline.state import keys
 from rl_pipeline.warehouse import PartitionReport, Warehouse, to_arrow
 
+K, T = TypeVar("K"), TypeVar("T")
 DEFAULT_BATCH_ROWS = 50_000  # a write (a DuckDB connection: ~0.1 s) per 50k rows; see docs/benchmarks.md
 
 
@@ -88,56 +94,141 @@ def ingest_day(
     merged with the pages held (a field that turns from number to text) is
     written in a batch of its own, where the warehouse widens the column.
     """
-    spec = client.spec.endpoints[endpoint]
-    table = spec.table_name(endpoint)
-    key = checkpoint_key(warehouse, client.name, endpoint, day)
-    served = array("q")  # hash of every id served, for the row-count check (8 bytes an id, not a set's ~90)
-    start = _resume_point(client.store.get(key), warehouse, table, spec.id_field, day, served)
-    result = DayResult(day, resumed=start is not None)
-    pending: list[pa.Table] = []
-    schema: pa.Schema | None = None
-    api_total: int | None = None
-    held_where = ""  # names the last page held, for the error of a write cut short by a page that does not fit
+    batches = _DayBatches(client, warehouse, endpoint, day)
+    for page in client.fetch_day(endpoint, day, batches.start):
+        batches.add(page)
+        if batches.held_rows() >= batch_rows or page.next is None:
+            batches.write(page.next, page.where, finished=page.next is None)
+    client.store.delete(batches.key)
+    return batches.result
 
-    def write(resume_at: PageRequest | None, where: str, finished: PartitionReport | None = None) -> None:
-        nonlocal pending, schema
-        batch = pa.concat_tables(pending, promote_options="permissive") if pending else pa.table({})
-        written = warehouse.upsert(
-            table,
-            batch,
-            id_field=spec.id_field,
-            partition=day.isoformat(),
-            fetched_at=datetime.now(UTC),
-            where=where,
-            finished=finished,
-            track_changes=True,
+
+class _DayBatches:
+    """The pages of one day held for writing, the ids served, and the checkpoint after each write."""
+
+    def __init__(self, client: ApiClient, warehouse: Warehouse, endpoint: str, day: date) -> None:
+        self.client, self.warehouse, self.day = client, warehouse, day
+        self.spec = client.spec.endpoints[endpoint]
+        self.table = self.spec.table_name(endpoint)
+        self.key = checkpoint_key(warehouse, client.name, endpoint, day)
+        self.served = array("q")  # hash of every id served, for the row-count check (8 bytes an id, not ~90)
+        self.start = _resume_point(
+            client.store.get(self.key), warehouse, self.table, self.spec.id_field, day, self.served
         )
-        result.records += written.rows
-        result.new += written.new
-        result.changed += written.changed
-        pending, schema = [], None
-        if resume_at is not None:
-            client.store.set(key, json.dumps({"next": resume_at.to_json(), "written": distinct(served)}))
+        self.result = DayResult(day, resumed=self.start is not None)
+        self.pending: list[pa.Table] = []
+        self.schema: pa.Schema | None = None
+        self.api_total: int | None = None
+        self.held_where = ""  # the last page held: named by a write cut short by a page that does not fit
 
-    for page in client.fetch_day(endpoint, day, start):
-        where = f"source {client.name}.{endpoint}, partition {day.isoformat()}, page {page.number}"
-        rows = to_arrow(page.records, spec.id_field, where)
-        served.extend(_id_hash(record[spec.id_field]) for record in page.records)
-        result.pages += 1
+    def held_rows(self) -> int:
+        return sum(t.num_rows for t in self.pending)
+
+    def add(self, page: Page) -> None:
+        """Hold the page's records; first write those held if its types do not merge with theirs."""
+        rows = to_arrow(page.records, self.spec.id_field, page.where)
+        self.served.extend(_id_hash(record[self.spec.id_field]) for record in page.records)
+        self.result.pages += 1
         if page.total is not None:
-            api_total = page.total
+            self.api_total = page.total
         if rows.num_rows:
             try:
-                schema = pa.unify_schemas([schema or rows.schema, rows.schema], promote_options="permissive")
+                merged = [self.schema or rows.schema, rows.schema]
+                self.schema = pa.unify_schemas(merged, promote_options="permissive")
             except (pa.ArrowInvalid, pa.ArrowTypeError):
-                write(page.request, held_where)
-                schema = rows.schema
-            pending.append(rows)
-        held_where = where
-        if sum(t.num_rows for t in pending) >= batch_rows or page.next is None:
-            # The last write of a day also notes what the API served for it (a resumed day: what this run
-            # was served, and the rows the pages before the checkpoint left).
-            report = PartitionReport(distinct(served), api_total) if page.next is None else None
-            write(page.next, where, report)
-    client.store.delete(key)
-    return result
+                self.write(page.request, self.held_where)
+                self.schema = rows.schema
+            self.pending.append(rows)
+        self.held_where = page.where
+
+    def write(self, resume_at: PageRequest | None, where: str, *, finished: bool = False) -> None:
+        """Upsert what is held, then keep `resume_at` as the checkpoint. The last write of a day also notes
+        what the API served for it (a resumed day: what this run was served, and the rows the pages before
+        the checkpoint left)."""
+        batch = pa.concat_tables(self.pending, promote_options="permissive") if self.pending else pa.table({})
+        written = self.warehouse.upsert(
+            self.table,
+            batch,
+            id_field=self.spec.id_field,
+            partition=self.day.isoformat(),
+            fetched_at=datetime.now(UTC),
+            where=where,
+            finished=PartitionReport(distinct(self.served), self.api_total) if finished else None,
+            track_changes=True,
+        )
+        self.result.records += written.rows
+        self.result.new += written.new
+        self.result.changed += written.changed
+        self.pending, self.schema = [], None
+        if resume_at is not None:
+            state = {"next": resume_at.to_json(), "written": distinct(self.served)}
+            self.client.store.set(self.key, json.dumps(state))
+
+
+@dataclass
+class IngestedDay:
+    """One day done: what was written, what its requests cost, and the client that fetched it."""
+
+    result: DayResult
+    used: dict[str, Any]  # requests, retries, 429s, waits by cause, statuses, requests_per_s
+    client: ApiClient
+
+
+def ingest_days(
+    make_client: Callable[[], ApiClient],
+    warehouse: Warehouse,
+    endpoint: str,
+    days: Sequence[date],
+    *,
+    workers: int = 1,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> Iterator[IngestedDay]:
+    """`ingest_day` for every day, `workers` days at once, yielded as each finishes.
+
+    Each worker thread has a client of its own from `make_client` (a Session,
+    and stats that are its day's alone); clients made on one store share one
+    rate budget, breaker and quota. On the first failure no further day
+    starts; those running finish and are yielded, then the failure is raised.
+    The clients are closed at the end.
+    """
+    local, clients = threading.local(), []
+
+    def fetch(day: date) -> IngestedDay:
+        if not hasattr(local, "client"):
+            local.client = make_client()
+            clients.append(local.client)
+        client, started = local.client, time.monotonic()
+        before = client.stats.snapshot()
+        result = ingest_day(client, warehouse, endpoint, day, batch_rows=batch_rows)
+        used = client.stats.since(before)
+        used["requests_per_s"] = round(used["requests"] / max(time.monotonic() - started, 1e-3), 2)
+        return IngestedDay(result, used, client)
+
+    try:
+        yield from in_parallel(fetch, days, workers)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def in_parallel(fetch: Callable[[K], T], keys: Sequence[K], workers: int) -> Iterator[T]:
+    """`fetch(key)` for every key on `workers` threads, results as they finish.
+
+    On the first failure no further key is started; those already running
+    finish (their results are still yielded), then the failure is raised.
+    """
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="day") as pool:
+        futures = [pool.submit(fetch, key) for key in keys]
+        failure: BaseException | None = None
+        for future in as_completed(futures):
+            if future.cancelled():
+                continue
+            error = future.exception()
+            if error is None:
+                yield future.result()
+            elif failure is None:
+                failure = error
+                for pending in futures:
+                    pending.cancel()
+        if failure is not None:
+            raise failure

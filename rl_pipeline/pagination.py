@@ -68,43 +68,47 @@ def next_page(
     where the API says there is more but gives no way to it."""
     match spec:
         case OffsetPagination():
-            offset = int(current.params[spec.offset_param]) + len(records)
-            total = dig(body, spec.total_path)
-            if isinstance(total, int):
-                if offset >= total:
-                    return None
-                if not records:
-                    raise PaginationError(f"an empty page at offset {offset}, though the API's total is {total}")
-            elif len(records) < spec.page_size:
-                return None
-            return PageRequest(current.url, {**current.params, spec.offset_param: str(offset)})
+            return _next_offset(spec, current, body, records)
         case PageNumberPagination():
             page = int(current.params[spec.page_param])
             total_pages = dig(body, spec.total_pages_path)
             last = page >= total_pages if isinstance(total_pages, int) else len(records) < spec.page_size
-            if last:
-                return None
-            return PageRequest(current.url, {**current.params, spec.page_param: str(page + 1)})
+            return None if last else PageRequest(current.url, {**current.params, spec.page_param: str(page + 1)})
         case CursorPagination():
-            more = dig(body, spec.has_more_path) if spec.has_more_path is not None else None
-            if spec.has_more_path is not None and not more:
-                return None
-            if spec.cursor_record_field is not None:
-                cursor = dig(records[-1], spec.cursor_record_field) if records else None
-            else:
-                cursor = dig(body, spec.cursor_path)
-            if cursor in (None, ""):
-                if more:
-                    raise PaginationError(
-                        f"{spec.has_more_path!r} says there is more, but the page gives no cursor "
-                        + ("(it is empty)" if not records else f"at {spec.cursor_record_field or spec.cursor_path!r}")
-                    )
-                return None
-            return PageRequest(current.url, {**current.params, spec.cursor_param: str(cursor)})
+            return _next_cursor(spec, current, body, records)
         case LinkPagination():
             following = links.get("next", {}).get("url")
-            if not following:
-                return None
             # The link carries every parameter already; relative links resolve against the page's URL.
-            return PageRequest(urljoin(current.url, following), {})
+            return PageRequest(urljoin(current.url, following), {}) if following else None
     raise TypeError(f"unknown pagination spec {spec!r}")
+
+
+def _next_offset(spec: OffsetPagination, current: PageRequest, body: Any, records: list[Any]) -> PageRequest | None:
+    offset = int(current.params[spec.offset_param]) + len(records)
+    total = dig(body, spec.total_path)
+    if isinstance(total, int):
+        if offset >= total:
+            return None
+        if not records:
+            raise PaginationError(f"an empty page at offset {offset}, though the API's total is {total}")
+    elif len(records) < spec.page_size:
+        return None
+    return PageRequest(current.url, {**current.params, spec.offset_param: str(offset)})
+
+
+def _next_cursor(spec: CursorPagination, current: PageRequest, body: Any, records: list[Any]) -> PageRequest | None:
+    more = dig(body, spec.has_more_path) if spec.has_more_path is not None else None
+    if spec.has_more_path is not None and not more:
+        return None
+    if spec.cursor_record_field is not None:
+        cursor = dig(records[-1], spec.cursor_record_field) if records else None
+    else:
+        cursor = dig(body, spec.cursor_path)
+    if cursor not in (None, ""):
+        return PageRequest(current.url, {**current.params, spec.cursor_param: str(cursor)})
+    if more:
+        raise PaginationError(
+            f"{spec.has_more_path!r} says there is more, but the page gives no cursor "
+            + ("(it is empty)" if not records else f"at {spec.cursor_record_field or spec.cursor_path!r}")
+        )
+    return None

@@ -102,18 +102,7 @@ def to_arrow(records: Sequence[Any], id_field: str, where: str) -> pa.Table:
         return _table(records)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         pass
-    kinds: dict[str, set[type]] = {}
-    beyond_double: set[str] = set()  # integers a DOUBLE would round
-    for record in records:
-        for name, value in record.items():
-            if value is not None:
-                kinds.setdefault(name, set()).add(bool if isinstance(value, bool) else type(value))
-            if type(value) is int and abs(value) > EXACT_IN_DOUBLE:
-                beyond_double.add(name)
-    # Text keeps every digit: integers beyond 64 bits, and integers next to floats that a DOUBLE would round.
-    mixed = {name for name, seen in kinds.items() if len(seen) > 1 and not seen <= {int, float}}
-    mixed |= {name for name in beyond_double if float in kinds[name] or _beyond_int64(records, name)}
-    nested = {name for name, seen in kinds.items() if seen & {dict, list}}
+    mixed, nested = _fields_as_text(records)
 
     def as_text(name: str, value: Any) -> Any:
         if value is None or (name not in mixed and name not in nested):
@@ -128,6 +117,22 @@ def to_arrow(records: Sequence[Any], id_field: str, where: str) -> pa.Table:
         table.columns,
         schema=pa.schema(f.with_metadata(JSON_TEXT) if f.name in nested else f for f in table.schema),
     )
+
+
+def _fields_as_text(records: Sequence[dict[str, Any]]) -> tuple[set[str], set[str]]:
+    """(fields whose values must go as text to keep them whole, fields holding nested values)."""
+    kinds: dict[str, set[type]] = {}
+    beyond_double: set[str] = set()  # integers a DOUBLE would round
+    for record in records:
+        for name, value in record.items():
+            if value is not None:
+                kinds.setdefault(name, set()).add(bool if isinstance(value, bool) else type(value))
+            if type(value) is int and abs(value) > EXACT_IN_DOUBLE:
+                beyond_double.add(name)
+    # Text keeps every digit: integers beyond 64 bits, and integers next to floats that a DOUBLE would round.
+    mixed = {name for name, seen in kinds.items() if len(seen) > 1 and not seen <= {int, float}}
+    mixed |= {name for name in beyond_double if float in kinds[name] or _beyond_int64(records, name)}
+    return mixed, {name for name, seen in kinds.items() if seen & {dict, list}}
 
 
 def _table(records: Sequence[dict[str, Any]]) -> pa.Table:
@@ -261,37 +266,41 @@ class Warehouse:
         track_changes: bool = False,
     ) -> Written:
         """Insert or replace the rows of `batch` (Arrow, or records as `to_arrow` takes them) by `id_field`;
-        returns the rows written (one per id, the last one winning), how many were new and, with
-        `track_changes`, how many replaced a row with other values (a join over the replaced rows).
+        return the rows written (one per id, the last winning), how many were new and, with `track_changes`,
+        how many replaced a row with other values (a join over the replaced rows).
 
-        New fields become new columns (older rows keep NULL). A field whose
-        type changes is widened rather than losing a value: integers to DOUBLE
-        while each fits one exactly, anything else to VARCHAR. Field names
-        the table cannot keep as they are (empty, a bookkeeping column's, two
-        differing only in case) fail the batch, naming the field. With `finished`, the partition is complete
-        and what the API served for it is noted in the same transaction, for
-        the row-count check.
+        New fields become new columns (older rows keep NULL). A field whose type changes is widened rather
+        than losing a value: integers to DOUBLE while each fits one exactly, anything else to VARCHAR. Field
+        names the table cannot keep (empty, a bookkeeping column's, two differing only in case) fail the
+        batch, naming the field. With `finished`, the partition is complete and what the API served for it
+        is noted in the same transaction, for the row-count check.
         """
         where = where or f"table {table}, partition {partition}"
         if not isinstance(batch, pa.Table):
             batch = to_arrow(batch, id_field, where)
         batch = checked_field_names(batch, where)
-        if batch.num_rows:
-            batch = latest_per_id(batch, id_field)
-        elif finished is None:
+        if not batch.num_rows and finished is None:
             return Written()
-        written = Written()
+        batch, written = latest_per_id(batch, id_field) if batch.num_rows else batch, Written()
+        with self.transaction(where) as conn:
+            if batch.num_rows:
+                written = self._upsert_rows(conn, table, batch, id_field, partition, fetched_at, track_changes)
+            if finished is not None:
+                conn.execute(_PARTITIONS_DDL)
+                conn.execute(
+                    f"INSERT OR REPLACE INTO {PARTITIONS_TABLE} VALUES (?, ?, ?, ?, ?)",
+                    [table, partition, finished.served, finished.api_total, fetched_at],
+                )
+        return written
+
+    @contextmanager
+    def transaction(self, where: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write transaction on the file: committed whole, or rolled back and raised as a WarehouseError
+        naming `where` (with what to change when DuckDB ran out of memory)."""
         with self.connect() as conn:
             conn.execute("BEGIN")
             try:
-                if batch.num_rows:
-                    written = self._upsert_rows(conn, table, batch, id_field, partition, fetched_at, track_changes)
-                if finished is not None:
-                    conn.execute(_PARTITIONS_DDL)
-                    conn.execute(
-                        f"INSERT OR REPLACE INTO {PARTITIONS_TABLE} VALUES (?, ?, ?, ?, ?)",
-                        [table, partition, finished.served, finished.api_total, fetched_at],
-                    )
+                yield conn
                 conn.execute("COMMIT")
             except duckdb.Error as exc:
                 conn.execute("ROLLBACK")
@@ -302,7 +311,6 @@ class Warehouse:
                         f"resource's memory_limit or lower batch_rows. {str(exc).splitlines()[0]}"
                     ) from exc
                 raise WarehouseError(f"{where}: {exc}") from exc
-        return written
 
     def _upsert_rows(
         self,

@@ -5,12 +5,9 @@ annotation at definition time.
 """
 
 import math
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Iterator
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any
 
 import dagster as dg
 
@@ -18,11 +15,11 @@ from rl_pipeline.client import ApiClient
 from rl_pipeline.clock import iso_time
 from rl_pipeline.defs.checks import check_results, check_specs
 from rl_pipeline.defs.partitions import MAX_PARTITIONS_PER_RUN, daily_partitions
+from rl_pipeline.defs.resources import RateLimitedApi
 from rl_pipeline.events import Throttled, to_user
-from rl_pipeline.ingest import DayResult, ingest_day
+from rl_pipeline.ingest import IngestedDay, ingest_days
 from rl_pipeline.sources import ApiSpec
 
-T = TypeVar("T")
 WAITS = ("limiter_wait_s", "retry_wait_s", "circuit_wait_s", "quota_wait_s")
 
 
@@ -50,27 +47,23 @@ def summary(metadata: dict) -> str:
     return f"| | |\n|---|---|\n{rows}\n| responses | {statuses or 'none'} |"
 
 
-def _in_parallel(fetch: Callable[[str], T], keys: Sequence[str], workers: int) -> Iterator[T]:
-    """`fetch(key)` for every key on `workers` threads, results as they finish.
-
-    On the first failure no further key is started; those already running
-    finish (their results are still yielded), then the failure is raised.
-    """
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="day") as pool:
-        futures = [pool.submit(fetch, key) for key in keys]
-        failure: BaseException | None = None
-        for future in as_completed(futures):
-            if future.cancelled():
-                continue
-            error = future.exception()
-            if error is None:
-                yield future.result()
-            elif failure is None:
-                failure = error
-                for pending in futures:
-                    pending.cancel()
-        if failure is not None:
-            raise failure
+def day_metadata(day: IngestedDay, endpoint: str, missing: int) -> dict[str, Any]:
+    """What the UI shows for one day: records, pages, requests and waits, circuit, pace, quota, forecast."""
+    result, used, client = day.result, day.used, day.client
+    return {
+        "records": result.records,
+        "new_records": result.new,
+        "changed_records": result.changed,
+        "pages": result.pages,
+        "resumed": result.resumed,
+        **used,
+        "throttled_s": round(sum(used[k] for k in WAITS), 3),
+        "circuit": client.guard(endpoint).breaker.state().status.value,
+        "pace_req_s": round(client.pace.rate(), 2),
+        "ceiling_req_s": client.pace.policy.ceiling,
+        **quota_metadata(client),
+        "forecast": client.forecast(missing, used["requests"]).describe(client.clock.now()),
+    }
 
 
 def api_resource_key(api: str) -> str:
@@ -101,58 +94,46 @@ def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinitio
         check_specs=check_specs(table, endpoint_spec.id_field),
     )
     def _asset(context: dg.AssetExecutionContext) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
-        api = getattr(context.resources, resource_key)
-        warehouse_resource = context.resources.warehouse
-        warehouse = warehouse_resource.warehouse()
-        store = api.open_store()
-        local, clients = threading.local(), []
-        events = Throttled(to_user(context.log.warning))  # one line per kind of wait every 5 s, for all workers
-
-        def fetch(key: str) -> tuple[DayResult, dict[str, Any], ApiClient]:
-            # Each worker thread has its own client (a Session, and stats that are this day's alone);
-            # all of them share one store, so one rate budget, breaker and quota.
-            if not hasattr(local, "client"):
-                local.client = api.client(store, on_event=events)
-                clients.append(local.client)
-            client, started = local.client, time.monotonic()
-            before = client.stats.snapshot()
-            result = ingest_day(
-                client, warehouse, endpoint, date.fromisoformat(key), batch_rows=warehouse_resource.batch_rows
-            )
-            used = client.stats.since(before)
-            used["requests_per_s"] = round(used["requests"] / max(time.monotonic() - started, 1e-3), 2)
-            return result, used, client
-
-        missing = missing_after_run(context)
-        try:
-            for result, used, client in _in_parallel(fetch, context.partition_keys, api.workers):
-                metadata = {
-                    "records": result.records,
-                    "new_records": result.new,
-                    "changed_records": result.changed,
-                    "pages": result.pages,
-                    "resumed": result.resumed,
-                    **used,
-                    "throttled_s": round(sum(used[k] for k in WAITS), 3),
-                    "circuit": client.guard(endpoint).breaker.state().status.value,
-                    "pace_req_s": round(client.pace.rate(), 2),
-                    "ceiling_req_s": client.pace.policy.ceiling,
-                    **quota_metadata(client),
-                    "forecast": client.forecast(missing, used["requests"]).describe(client.clock.now()),
-                }
-                context.log.info(
-                    f"{table} {result.day}: {result.records} records, {result.pages} pages, "
-                    f"{used['requests']} requests" + (" (resumed from a checkpoint)" if result.resumed else "")
-                )
-                yield dg.AssetMaterialization(
-                    asset_key=context.asset_key,
-                    partition=result.day.isoformat(),
-                    metadata={**metadata, "summary": dg.MetadataValue.md(summary(metadata))},
-                )
-            yield from check_results(warehouse, table, endpoint_spec.id_field)
-        finally:
-            for client in clients:
-                client.close()
-            store.close()
+        yield from materialize_days(context, getattr(context.resources, resource_key), endpoint, table)
+        yield from check_results(context.resources.warehouse.warehouse(), table, endpoint_spec.id_field)
 
     return _asset
+
+
+def materialize_days(
+    context: dg.AssetExecutionContext, api: RateLimitedApi, endpoint: str, table: str
+) -> Iterator[dg.AssetMaterialization]:
+    """Every day of the run through `ingest_days`, each reported materialized as soon as it is written."""
+    warehouse_resource = context.resources.warehouse
+    store = api.open_store()
+    events = Throttled(to_user(context.log.warning))  # one line per kind of wait every 5 s, for all workers
+    missing = missing_after_run(context)
+    days = [date.fromisoformat(key) for key in context.partition_keys]
+    try:
+        for day in ingest_days(
+            lambda: api.client(store, on_event=events),
+            warehouse_resource.warehouse(),
+            endpoint,
+            days,
+            workers=api.workers,
+            batch_rows=warehouse_resource.batch_rows,
+        ):
+            yield materialization(context, table, day, day_metadata(day, endpoint, missing))
+    finally:
+        store.close()
+
+
+def materialization(
+    context: dg.AssetExecutionContext, table: str, day: IngestedDay, metadata: dict[str, Any]
+) -> dg.AssetMaterialization:
+    """One day's materialization, logged as it is reported."""
+    result = day.result
+    context.log.info(
+        f"{table} {result.day}: {result.records} records, {result.pages} pages, {metadata['requests']} requests"
+        + (" (resumed from a checkpoint)" if result.resumed else "")
+    )
+    return dg.AssetMaterialization(
+        asset_key=context.asset_key,
+        partition=result.day.isoformat(),
+        metadata={**metadata, "summary": dg.MetadataValue.md(summary(metadata))},
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import dagster as dg
 
@@ -36,7 +36,6 @@ def requests_per_partition(instance: dg.DagsterInstance, key: dg.AssetKey) -> fl
 def quota_sensor(api: str, spec: ApiSpec, asset_keys: Iterable[dg.AssetKey]) -> dg.SensorDefinition:
     keys = list(asset_keys)
     resource_key = api_resource_key(api)
-    partitions = daily_partitions(spec)
     order = spec.quota.backfill_order if spec.quota else "oldest_first"
     reserve = spec.quota.reserve if spec.quota else 0
 
@@ -53,41 +52,53 @@ def quota_sensor(api: str, spec: ApiSpec, asset_keys: Iterable[dg.AssetKey]) -> 
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         client = getattr(context.resources, resource_key).client()
         try:
-            return _launch(context, client)
+            return launch_affordable(context, client, spec, keys)
         finally:
             client.close()
             client.store.close()
 
-    def _launch(context: dg.SensorEvaluationContext, client: ApiClient) -> dg.SensorResult | dg.SkipReason:
-        usage = client.quota.usage() if client.quota else None
-        budget = usage.left - reserve if usage else math.inf
-        all_keys = partitions.get_partition_keys(dynamic_partitions_store=context.instance)
-        requests, waiting, cost_of_missing = [], 0, 0.0
-        running = context.instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))  # queued or running
-        for key in keys:
-            done = context.instance.get_materialized_partitions(key) | run_partitions(running, key, partitions)
-            missing = [p for p in all_keys if p not in done]
-            if order == "newest_first":
-                missing.reverse()
-            cost = requests_per_partition(context.instance, key)
-            cost_of_missing += cost * len(missing)
-            affordable = int(budget // cost) if budget != math.inf else len(missing)
-            most = min(MAX_PARTITIONS_PER_RUN, affordable)
-            chunk = stretches(missing[:most], all_keys)[0] if most > 0 and missing else []
-            waiting += len(missing) - len(chunk)
-            if chunk:
-                first, last = min(chunk), max(chunk)
-                requests.append(dg.RunRequest(asset_selection=[key], tags=range_tags(first, last)))
-                budget -= cost * len(chunk)
-        if requests:
-            return dg.SensorResult(run_requests=requests)
-        if not waiting:
-            return dg.SkipReason(f"{api}: every partition is materialized or in flight")
-        assert usage is not None  # only a quota leaves partitions waiting
-        outlook = client.forecast(waiting, cost_of_missing / waiting).describe(client.clock.now())
-        return dg.SkipReason(
-            f"{api}: out of quota for backfills: {max(0, int(usage.left))} requests left today, {reserve} of them "
-            f"kept for the daily schedule; resets at {iso_time(usage.day_resets_at)}. Forecast: {outlook}"
-        )
-
     return _sensor
+
+
+def launch_affordable(
+    context: dg.SensorEvaluationContext, client: ApiClient, spec: ApiSpec, keys: list[dg.AssetKey]
+) -> dg.SensorResult | dg.SkipReason:
+    """A run of the next missing stretch of each asset that today's quota (less the reserve) pays for;
+    else why not, with the forecast."""
+    api, reserve = client.name, spec.quota.reserve if spec.quota else 0
+    usage = client.quota.usage() if client.quota else None
+    budget = usage.left - reserve if usage else math.inf
+    requests, waiting, cost_of_missing = [], 0, 0.0
+    all_keys = daily_partitions(spec).get_partition_keys(dynamic_partitions_store=context.instance)
+    for key, missing, cost in _missing(context, spec, keys, all_keys):
+        cost_of_missing += cost * len(missing)
+        most = min(MAX_PARTITIONS_PER_RUN, int(budget // cost) if budget != math.inf else len(missing))
+        chunk = stretches(missing[:most], all_keys)[0] if most > 0 and missing else []
+        waiting += len(missing) - len(chunk)
+        if chunk:
+            requests.append(dg.RunRequest(asset_selection=[key], tags=range_tags(min(chunk), max(chunk))))
+            budget -= cost * len(chunk)
+    if requests:
+        return dg.SensorResult(run_requests=requests)
+    if not waiting:
+        return dg.SkipReason(f"{api}: every partition is materialized or in flight")
+    assert usage is not None  # only a quota leaves partitions waiting
+    outlook = client.forecast(waiting, cost_of_missing / waiting).describe(client.clock.now())
+    return dg.SkipReason(
+        f"{api}: out of quota for backfills: {max(0, int(usage.left))} requests left today, {reserve} of them "
+        f"kept for the daily schedule; resets at {iso_time(usage.day_resets_at)}. Forecast: {outlook}"
+    )
+
+
+def _missing(
+    context: dg.SensorEvaluationContext, spec: ApiSpec, keys: list[dg.AssetKey], all_keys: list[str]
+) -> Iterator[tuple[dg.AssetKey, list[str], float]]:
+    """Per asset: its partitions neither materialized nor in a queued or running run, in the order the
+    quota settings ask for, and what one has cost lately."""
+    newest_first = spec.quota is not None and spec.quota.backfill_order == "newest_first"
+    partitions = daily_partitions(spec)
+    running = context.instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT))
+    for key in keys:
+        done = context.instance.get_materialized_partitions(key) | run_partitions(running, key, partitions)
+        missing = [p for p in all_keys if p not in done]
+        yield key, missing[::-1] if newest_first else missing, requests_per_partition(context.instance, key)
