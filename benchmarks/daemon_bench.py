@@ -27,7 +27,7 @@ from harness import ADMIN, days_from, demo_api, server_counts, table_outcome
 from rich.console import Console
 from rich.table import Table
 
-from rl_pipeline_tests.conftest import running_dagster_dev
+from rl_pipeline_tests.support import running_dagster_dev
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = """

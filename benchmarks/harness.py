@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import requests
 
-from rl_pipeline_tests.conftest import free_port
+from rl_pipeline_tests.support import free_port
 
 TOKEN = "bench-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}  # the demo API's admin endpoints want its token too
@@ -99,13 +99,13 @@ def rl_pipeline_backfill(days: list[str], database: Path, store: str, workers: i
 
     from rl_pipeline.defs.partitions import MAX_PARTITIONS_PER_RUN
     from rl_pipeline.warehouse import Warehouse
-    from rl_pipeline_tests.conftest import backfill
+    from rl_pipeline_tests.support import materialize_range
 
     started = time.perf_counter()
     with dg.DagsterInstance.ephemeral() as instance:
         for i in range(0, len(days), MAX_PARTITIONS_PER_RUN):
             chunk = days[i : i + MAX_PARTITIONS_PER_RUN]
-            result = backfill(
+            result = materialize_range(
                 ["events_offset"], chunk[0], chunk[-1], Warehouse(database), store, instance, workers=workers
             )
             assert result.success, result.failure_data_for_node("events_offset")

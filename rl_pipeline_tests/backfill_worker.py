@@ -15,7 +15,7 @@ import dagster as dg
 
 from rl_pipeline.defs.partitions import stretches
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import backfill, day_range
+from rl_pipeline_tests.support import day_range, materialize_range
 
 
 def main() -> int:
@@ -39,7 +39,7 @@ def main() -> int:
     ok = True
     # A relaunch runs each stretch of missing days, not the days already done between them.
     for first, last in ((run[0], run[-1]) for run in stretches(days, every_day, size=len(every_day))):
-        result = backfill(
+        result = materialize_range(
             [args.asset],
             first,
             last,

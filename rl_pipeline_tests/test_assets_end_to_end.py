@@ -12,13 +12,13 @@ import pytest
 from rl_pipeline.definitions import build_definitions
 from rl_pipeline.defs.checks import check_results
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import DAYS, TOKEN, backfill, expected_rows, table_rows
+from rl_pipeline_tests.support import DAYS, TOKEN, expected_rows, materialize_range, table_rows
 
 ENDPOINTS = ["events_offset", "events_pages", "events_cursor", "events_link"]
 
 
 def materialize(endpoints: list[str], first: str, last: str, warehouse: Warehouse, store_url: str):
-    return backfill(endpoints, first, last, warehouse, store_url)
+    return materialize_range(endpoints, first, last, warehouse, store_url)
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
@@ -46,7 +46,7 @@ def test_each_pagination_style_lands_the_exact_dataset_and_replays_cleanly(
 
 def test_partition_status_is_recorded_per_day(demo_api, warehouse: Warehouse, store_url: str) -> None:
     instance = dg.DagsterInstance.ephemeral()
-    result = backfill(["events_offset"], "2024-01-01", "2024-01-03", warehouse, store_url, instance=instance)
+    result = materialize_range(["events_offset"], "2024-01-01", "2024-01-03", warehouse, store_url, instance=instance)
     assert result.success
     done = instance.get_materialized_partitions(dg.AssetKey("events_offset"))
     assert done == {"2024-01-01", "2024-01-02", "2024-01-03"}

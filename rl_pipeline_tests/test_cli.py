@@ -20,7 +20,7 @@ import requests
 from rl_pipeline.cli.runs import BACKFILL_TAG
 from rl_pipeline.defs.partitions import RANGE_START
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import ADMIN, day_range, expected_rows, start_backfill, table_rows
+from rl_pipeline_tests.support import ADMIN, day_range, expected_rows, start_backfill, table_rows
 
 
 @pytest.fixture

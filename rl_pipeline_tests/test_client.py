@@ -13,7 +13,7 @@ from rl_pipeline.errors import ApiError, MissingTokenError
 from rl_pipeline.retry import RetryPolicy
 from rl_pipeline.sources import RateLimitSpec, load_sources
 from rl_pipeline.state import open_store
-from rl_pipeline_tests.conftest import TOKEN
+from rl_pipeline_tests.support import TOKEN
 
 
 def demo_client(rate: float, burst: float, store_url: str = "memory://", **kwargs) -> ApiClient:

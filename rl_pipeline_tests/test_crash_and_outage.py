@@ -21,7 +21,7 @@ from rl_pipeline.demo_api import day_records
 from rl_pipeline.demo_api.faults import Faults
 from rl_pipeline.sources import SHIPPED_SOURCES
 from rl_pipeline.warehouse import PARTITIONS_TABLE, Warehouse
-from rl_pipeline_tests.conftest import backfill, day_range, expected_rows, start_backfill, table_rows
+from rl_pipeline_tests.support import day_range, expected_rows, materialize_range, start_backfill, table_rows
 
 
 def wait_until(condition, process, timeout: float = 60.0) -> None:
@@ -135,7 +135,7 @@ def test_the_token_reaches_no_log_metadata_error_cell_or_repr(
     monkeypatch.setenv("RL_DEMO_API_TOKEN", SECRET)
     store, warehouse = f"sqlite:///{tmp_path}/state.sqlite", Warehouse(tmp_path / "warehouse.duckdb")
     instance = dg.DagsterInstance.ephemeral()
-    result = backfill(
+    result = materialize_range(
         ["events_offset"], "2024-01-03", "2024-01-06", warehouse, store, instance=instance, base_delay=0.01
     )
     assert not result.success  # a failing backfill, after writing two days

@@ -20,7 +20,7 @@ import yaml
 from rl_pipeline.defs.partitions import RANGE_END, RANGE_START
 from rl_pipeline.sources import SHIPPED_SOURCES
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import _required, day_range, expected_rows, running_dagster_dev, table_rows
+from rl_pipeline_tests.support import day_range, expected_rows, required, running_dagster_dev, table_rows
 
 DAYS = 3
 
@@ -125,7 +125,7 @@ def chromium() -> str | None:
 def test_a_backfill_launched_from_the_ui_in_a_real_browser(dagster_dev: DagsterDev, tmp_path: Path) -> None:
     browser_path = chromium()
     if browser_path is None:
-        if _required("BROWSER"):
+        if required("BROWSER"):
             pytest.fail("RL_REQUIRE_BROWSER=1 but no Chromium is installed")
         pytest.skip("no Chromium here (apt-get install chromium)")
     from playwright.sync_api import TimeoutError as PlaywrightTimeout

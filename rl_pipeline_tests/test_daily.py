@@ -15,7 +15,7 @@ from rl_pipeline.defs.partitions import RANGE_END, RANGE_START
 from rl_pipeline.demo_api.faults import Faults
 from rl_pipeline.sources import SHIPPED_SOURCES, load_sources
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import backfill, day_range, expected_rows, table_rows, write_sources
+from rl_pipeline_tests.support import day_range, expected_rows, materialize_range, table_rows, write_sources
 from rl_pipeline_tests.test_quota_sensor import ranges, tick
 
 ASSETS = ["events_cursor", "events_link", "events_offset", "events_pages"]
@@ -65,11 +65,13 @@ def test_late_records_arrive_with_the_next_daily_run_and_nothing_duplicates(
     looking back a day, brings them, and says so in the day's metadata."""
     server = make_demo_api()
     instance = dg.DagsterInstance.ephemeral()
-    assert backfill(["events_offset"], "2024-01-05", "2024-01-05", warehouse, store_url, instance=instance).success
+    assert materialize_range(
+        ["events_offset"], "2024-01-05", "2024-01-05", warehouse, store_url, instance=instance
+    ).success
     late = Faults(late_on=date(2024, 1, 5), late_added=4, late_changed=2)
     server.api.config.faults = late
     # The 2024-01-07 00:15 tick with lookback_days: 1 asks for 2024-01-05..2024-01-06.
-    result = backfill(["events_offset"], "2024-01-05", "2024-01-06", warehouse, store_url, instance=instance)
+    result = materialize_range(["events_offset"], "2024-01-05", "2024-01-06", warehouse, store_url, instance=instance)
     assert result.success
     days = day_range("2024-01-05", "2024-01-06")
     count, rows = table_rows(warehouse, "events_offset")
@@ -83,7 +85,7 @@ def test_a_gap_shows_in_status_and_the_quota_sensor_fills_it(demo_api, warehouse
     """The schedule was off for a day (or its run failed): the day is missing, and the sensor launches it."""
     instance = dg.DagsterInstance.ephemeral()
     for day in ("2024-01-01", "2024-01-02", "2024-01-04"):
-        assert backfill(["events_offset"], day, day, warehouse, store_url, instance=instance).success
+        assert materialize_range(["events_offset"], day, day, warehouse, store_url, instance=instance).success
     rows = {row.asset: row for row in status(load_sources(), {}, instance=instance)}
     total = rows["events_offset"].partitions
     assert (rows["events_offset"].materialized, rows["events_offset"].missing) == (3, total - 3)
@@ -102,7 +104,7 @@ def test_an_asset_whose_latest_day_is_missing_fails_its_freshness_check(
     monkeypatch.setenv("RL_SOURCES_FILE", str(path))
     instance = dg.DagsterInstance.ephemeral()
     last = yesterday if materialized else two_days_ago
-    assert backfill(["events_offset"], two_days_ago, last, warehouse, store_url, instance=instance).success
+    assert materialize_range(["events_offset"], two_days_ago, last, warehouse, store_url, instance=instance).success
     defs = build_definitions(sources_file=str(path))
     checks, assets = list(defs.asset_checks), [defs.resolve_assets_def(a) for a in ASSETS]
     result = dg.materialize([*assets, *checks], selection=dg.AssetSelection.checks(*checks), instance=instance)

@@ -11,7 +11,7 @@ import pytest
 
 from rl_pipeline.demo_api.faults import Faults
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import ADMIN, backfill, day_range, expected_rows, table_rows, write_sources
+from rl_pipeline_tests.support import ADMIN, day_range, expected_rows, materialize_range, table_rows, write_sources
 
 FAST_RETRIES = {"base_delay": 0.01, "max_delay": 0.05, "max_attempts": 3}
 
@@ -24,7 +24,7 @@ def test_schema_drift_adds_a_column_and_older_rows_keep_null(make_demo_api, ware
     faults = Faults(drift_from=date(2024, 1, 5))
     make_demo_api(faults=faults)
     days = day_range("2024-01-03", "2024-01-06")
-    assert backfill(["events_offset"], days[0], days[-1], warehouse, store_url).success
+    assert materialize_range(["events_offset"], days[0], days[-1], warehouse, store_url).success
     with warehouse.connect(read_only=True) as conn:
         by_day = dict(
             conn.execute("SELECT _partition, count(channel) FROM events_offset GROUP BY 1 ORDER BY 1").fetchall()
@@ -38,7 +38,7 @@ def test_a_type_change_widens_the_column_and_loses_no_value(make_demo_api, wareh
     faults = Faults(type_change_from=date(2024, 1, 5))  # from the middle of that day: its pages disagree
     make_demo_api(faults=faults)
     days = day_range("2024-01-03", "2024-01-06")
-    result = backfill(["events_cursor"], days[0], days[-1], warehouse, store_url)
+    result = materialize_range(["events_cursor"], days[0], days[-1], warehouse, store_url)
     assert result.success
     pages = {m.partition: m.metadata["pages"].value for m in result.asset_materializations_for_node("events_cursor")}
     assert pages["2024-01-05"] > 2  # pages of integers, then of text: written as two batches
@@ -61,7 +61,7 @@ def test_a_record_without_id_fails_its_day_naming_the_page_and_keeps_the_days_be
     faults = Faults(missing_id_on=date(2024, 1, 5))
     server = make_demo_api(faults=faults)
     instance = dg.DagsterInstance.ephemeral()
-    result = backfill(["events_offset"], "2024-01-03", "2024-01-06", warehouse, store_url, instance=instance)
+    result = materialize_range(["events_offset"], "2024-01-03", "2024-01-06", warehouse, store_url, instance=instance)
     assert not result.success
     message = error_of(result, "events_offset")
     assert "source demo.events_offset, partition 2024-01-05, page 2: record" in message
@@ -72,7 +72,7 @@ def test_a_record_without_id_fails_its_day_naming_the_page_and_keeps_the_days_be
     assert table_rows(warehouse, "events_offset")[1] == expected_rows(done)
 
     server.api.config.faults.missing_id_on = None  # the API is fixed; the rerun is safe and complete
-    assert backfill(["events_offset"], "2024-01-03", "2024-01-06", warehouse, store_url).success
+    assert materialize_range(["events_offset"], "2024-01-03", "2024-01-06", warehouse, store_url).success
     assert table_rows(warehouse, "events_offset")[1] == expected_rows(day_range("2024-01-03", "2024-01-06"))
 
 
@@ -82,11 +82,11 @@ def test_d14_a_checkpoint_whose_rows_are_gone_is_not_resumed_and_resumed_days_ar
     """A day fails on page 2 after page 1 was written and checkpointed."""
     day = "2024-01-05"
     server = make_demo_api(faults=Faults(missing_id_on=date(2024, 1, 5)))
-    assert not backfill(["events_offset"], day, day, warehouse, store_url, batch_rows=100).success
+    assert not materialize_range(["events_offset"], day, day, warehouse, store_url, batch_rows=100).success
     server.api.config.faults.missing_id_on = None
     # Resumed with the warehouse intact: page 1 is not fetched again, and the day's row count is still checked.
     served_before = len(server.api.stats()["requests"])
-    assert backfill(["events_offset"], day, day, warehouse, store_url, batch_rows=100).success
+    assert materialize_range(["events_offset"], day, day, warehouse, store_url, batch_rows=100).success
     offsets = [path for _, _, path in server.api.stats()["requests"][served_before:]]
     assert len(offsets) == len(expected_rows([day])) // 100  # every page but the first
     assert warehouse.partition_mismatches("events_offset") == (1, [])
@@ -94,10 +94,10 @@ def test_d14_a_checkpoint_whose_rows_are_gone_is_not_resumed_and_resumed_days_ar
     # The warehouse file is deleted after a failure on page 2: the rerun starts the day over.
     server.api.config.faults.missing_id_on = date(2024, 1, 5)
     warehouse.path.unlink()
-    assert not backfill(["events_offset"], day, day, warehouse, store_url, batch_rows=100).success
+    assert not materialize_range(["events_offset"], day, day, warehouse, store_url, batch_rows=100).success
     warehouse.path.unlink()
     server.api.config.faults.missing_id_on = None
-    final = backfill(["events_offset"], day, day, warehouse, store_url, batch_rows=100)
+    final = materialize_range(["events_offset"], day, day, warehouse, store_url, batch_rows=100)
     assert final.success, error_of(final, "events_offset")
     assert table_rows(warehouse, "events_offset")[1] == expected_rows([day])
     assert warehouse.partition_mismatches("events_offset") == (1, [])
@@ -105,7 +105,7 @@ def test_d14_a_checkpoint_whose_rows_are_gone_is_not_resumed_and_resumed_days_ar
 
 def test_a_cursor_that_loops_back_fails_naming_the_page(make_demo_api, warehouse: Warehouse, store_url) -> None:
     make_demo_api(faults=Faults(cursor_loop_after=3))
-    result = backfill(["events_cursor"], "2024-01-04", "2024-01-04", warehouse, store_url)
+    result = materialize_range(["events_cursor"], "2024-01-04", "2024-01-04", warehouse, store_url)
     assert not result.success
     message = error_of(result, "events_cursor")
     assert "source demo.events_cursor, partition 2024-01-04, page 5: the API led back to an earlier page" in message
@@ -120,7 +120,7 @@ def test_an_unparseable_page_fails_after_its_retries(
 ) -> None:
     """D9: a connection dropped mid-body is retried like any broken answer, and named when retries run out."""
     server = make_demo_api(faults=Faults(**{fault: 1.0}))
-    result = backfill(["events_link"], "2024-01-03", "2024-01-03", warehouse, store_url, **FAST_RETRIES)
+    result = materialize_range(["events_link"], "2024-01-03", "2024-01-03", warehouse, store_url, **FAST_RETRIES)
     assert not result.success
     message = error_of(result, "events_link")
     assert f"source demo.events_link, partition 2024-01-03, page 1: {problem}" in message
@@ -130,7 +130,7 @@ def test_an_unparseable_page_fails_after_its_retries(
 
 def test_d9_bodies_cut_short_are_retried_and_the_day_completes(make_demo_api, warehouse: Warehouse, store_url) -> None:
     make_demo_api(faults=Faults(truncated_rate=0.3, seed=3))
-    result = backfill(
+    result = materialize_range(
         ["events_link"], "2024-01-03", "2024-01-04", warehouse, store_url, **{**FAST_RETRIES, "max_attempts": 8}
     )
     assert result.success
@@ -141,7 +141,7 @@ def test_d9_bodies_cut_short_are_retried_and_the_day_completes(make_demo_api, wa
 def test_records_repeated_across_pages_land_once(endpoint, make_demo_api, warehouse: Warehouse, store_url) -> None:
     make_demo_api(faults=Faults(repeat=7))
     days = day_range("2024-01-03", "2024-01-05")
-    result = backfill([endpoint], days[0], days[-1], warehouse, store_url)
+    result = materialize_range([endpoint], days[0], days[-1], warehouse, store_url)
     assert result.success
     count, rows = table_rows(warehouse, endpoint)
     expected = expected_rows(days)
@@ -153,7 +153,9 @@ def test_records_repeated_across_pages_land_once(endpoint, make_demo_api, wareho
 def test_5xx_are_retried_until_the_day_is_complete(make_demo_api, warehouse: Warehouse, store_url) -> None:
     server = make_demo_api(faults=Faults(seed=1, error_rate=0.2))  # seed 1: errors on draws 0, 8, 9, 13, 19
     days = day_range("2024-01-03", "2024-01-05")
-    result = backfill(["events_pages"], days[0], days[-1], warehouse, store_url, base_delay=0.01, max_delay=0.1)
+    result = materialize_range(
+        ["events_pages"], days[0], days[-1], warehouse, store_url, base_delay=0.01, max_delay=0.1
+    )
     assert result.success
     assert table_rows(warehouse, "events_pages")[1] == expected_rows(days)
     statuses = server.api.stats()["by_status"]
@@ -164,7 +166,7 @@ def test_5xx_are_retried_until_the_day_is_complete(make_demo_api, warehouse: War
 def test_a_huge_day_streams_through_in_several_writes(make_demo_api, warehouse: Warehouse, store_url) -> None:
     faults = Faults(huge_day=date(2024, 1, 3), huge_day_records=2_500)
     make_demo_api(faults=faults)
-    result = backfill(["events_offset"], "2024-01-03", "2024-01-03", warehouse, store_url, batch_rows=1_000)
+    result = materialize_range(["events_offset"], "2024-01-03", "2024-01-03", warehouse, store_url, batch_rows=1_000)
     assert result.success
     (materialization,) = result.asset_materializations_for_node("events_offset")
     assert materialization.metadata["pages"].value == 25 and materialization.metadata["records"].value == 2_500
@@ -223,7 +225,9 @@ def test_the_run_log_says_what_the_run_waits_on(make_demo_api, warehouse: Wareho
     instance, store = dg.DagsterInstance.ephemeral(), f"sqlite:///{tmp_path}/s.sqlite"
 
     def warnings_of(first: str, last: str) -> list[str]:
-        result = backfill(["events_offset"], first, last, warehouse, store, instance, base_delay=0.05, max_delay=0.2)
+        result = materialize_range(
+            ["events_offset"], first, last, warehouse, store, instance, base_delay=0.05, max_delay=0.2
+        )
         assert result.success
         return [r.user_message for r in instance.all_logs(result.run_id) if r.level == logging.WARNING]
 
@@ -244,7 +248,9 @@ def test_a_host_that_never_answers_fails_the_run_within_seconds(warehouse: Wareh
     monkeypatch.delenv("RL_DEMO_API_URL", raising=False)
     monkeypatch.setenv("RL_DEMO_API_TOKEN", "test-token")
     started = time.monotonic()
-    result = backfill(["events_offset"], "2024-01-01", "2024-01-08", warehouse, f"sqlite:///{tmp_path}/s.sqlite")
+    result = materialize_range(
+        ["events_offset"], "2024-01-01", "2024-01-08", warehouse, f"sqlite:///{tmp_path}/s.sqlite"
+    )
     assert not result.success and time.monotonic() - started < 30
     message = error_of(result, "events_offset")
     assert "cannot reach http://127.0.0.1:9: connection refused" in message or (

@@ -12,7 +12,7 @@ from rl_pipeline.demo_api import day_records
 from rl_pipeline.pace import LearnedPace, PacePolicy
 from rl_pipeline.sources import AdaptiveSpec, load_sources
 from rl_pipeline.state import open_store
-from rl_pipeline_tests.conftest import TOKEN
+from rl_pipeline_tests.support import TOKEN
 
 PUBLISHED = PacePolicy(ceiling=20, initial=20, floor=0.2, margin=0.03)  # decrease 0.8, recover 5 s, settle 0.95
 

@@ -115,7 +115,7 @@ def test_a_backfill_stops_cleanly_when_the_ledger_is_empty(make_demo_api, tmp_pa
 
     from rl_pipeline.sources import SHIPPED_SOURCES
     from rl_pipeline.warehouse import Warehouse
-    from rl_pipeline_tests.conftest import backfill, expected_rows, table_rows
+    from rl_pipeline_tests.support import expected_rows, materialize_range, table_rows
 
     sources = yaml.safe_load(SHIPPED_SOURCES.read_text())
     sources["apis"]["demo"]["quota"] = {"daily": 12}
@@ -125,7 +125,7 @@ def test_a_backfill_stops_cleanly_when_the_ledger_is_empty(make_demo_api, tmp_pa
     warehouse, instance = Warehouse(tmp_path / "w.duckdb"), dg.DagsterInstance.ephemeral()
     store = f"sqlite:///{tmp_path}/s.sqlite"
     # One day at a time, so which days finish before the quota runs out is certain.
-    result = backfill(["events_offset"], "2024-01-01", "2024-01-10", warehouse, store, instance, workers=1)
+    result = materialize_range(["events_offset"], "2024-01-01", "2024-01-10", warehouse, store, instance, workers=1)
     assert not result.success
     message = str(result.failure_data_for_node("events_offset").error)
     assert "source demo.events_offset, partition 2024-01-04, page" in message

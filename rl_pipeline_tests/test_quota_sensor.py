@@ -14,7 +14,7 @@ from rl_pipeline.defs.sensors import quota_sensor
 from rl_pipeline.quota import QuotaLedger
 from rl_pipeline.sources import load_sources
 from rl_pipeline.state import open_store
-from rl_pipeline_tests.conftest import TOKEN, backfill, demo_asset
+from rl_pipeline_tests.support import TOKEN, demo_asset, materialize_range
 
 SPEC = load_sources().apis["demo"]  # quota: 50,000 a day, 500 kept for the schedule
 KEYS = [dg.AssetKey(name) for name in SPEC.endpoints]
@@ -54,7 +54,9 @@ def test_a_fresh_instance_gets_the_oldest_thirty_days_of_every_asset(store_url) 
 
 def test_materialized_and_in_flight_partitions_are_never_launched(demo_api, warehouse, store_url) -> None:
     instance = dg.DagsterInstance.ephemeral()
-    assert backfill(["events_offset"], "2024-01-01", "2024-01-03", warehouse, store_url, instance=instance).success
+    assert materialize_range(
+        ["events_offset"], "2024-01-01", "2024-01-03", warehouse, store_url, instance=instance
+    ).success
     instance.add_run(
         dg.DagsterRun(
             job_name="__ASSET_JOB",

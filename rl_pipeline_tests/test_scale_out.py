@@ -22,7 +22,7 @@ import dagster as dg
 import pytest
 
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import _required, day_range, expected_rows, table_rows
+from rl_pipeline_tests.support import day_range, expected_rows, required, table_rows
 
 RATE, BURST = 20, 20  # the shipped sources file's published limit
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
@@ -40,7 +40,7 @@ def postgres_url() -> Iterator[str]:
     try:
         admin = psycopg2.connect(server, connect_timeout=3)
     except psycopg2.OperationalError as exc:
-        if _required("POSTGRES"):
+        if required("POSTGRES"):
             pytest.fail(f"RL_REQUIRE_POSTGRES=1 but no PostgreSQL at {server}: {exc}")
         pytest.skip(f"no PostgreSQL at {server}")
     admin.autocommit = True

@@ -18,7 +18,7 @@ from rl_pipeline.retry import RetryPolicy
 from rl_pipeline.sources import RateLimitSpec, load_sources
 from rl_pipeline.state import open_store
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import (
+from rl_pipeline_tests.support import (
     TOKEN,
     day_range,
     expected_rows,

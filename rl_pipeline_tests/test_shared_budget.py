@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rl_pipeline.warehouse import Warehouse
-from rl_pipeline_tests.conftest import expected_rows, start_backfill, table_rows
+from rl_pipeline_tests.support import expected_rows, start_backfill, table_rows
 
 RATE, BURST = 20, 20  # the demo API's published limit in the shipped sources file
 RANGES = [("2024-01-01", "2024-01-10"), ("2024-01-11", "2024-01-20"), ("2024-01-21", "2024-01-30")]

@@ -101,21 +101,21 @@ def endpoint_asset(api: str, endpoint: str, spec: ApiSpec) -> dg.AssetsDefinitio
 
 
 def materialize_days(
-    context: dg.AssetExecutionContext, api: RateLimitedApi, endpoint: str, table: str
+    context: dg.AssetExecutionContext, resource: RateLimitedApi, endpoint: str, table: str
 ) -> Iterator[dg.AssetMaterialization]:
     """Every day of the run through `ingest_days`, each reported materialized as soon as it is written."""
     warehouse_resource = context.resources.warehouse
-    store = api.open_store()
+    store = resource.open_store()
     events = Throttled(to_user(context.log.warning))  # one line per kind of wait every 5 s, for all workers
     missing = missing_after_run(context)
     days = [date.fromisoformat(key) for key in context.partition_keys]
     try:
         for day in ingest_days(
-            lambda: api.client(store, on_event=events),
+            lambda: resource.client(store, on_event=events),
             warehouse_resource.warehouse(),
             endpoint,
             days,
-            workers=api.workers,
+            workers=resource.workers,
             batch_rows=warehouse_resource.batch_rows,
         ):
             yield materialization(context, table, day, day_metadata(day, endpoint, missing))
