@@ -54,6 +54,11 @@ class BreakerState:
     probe_until: float = 0.0  # half-open: the probe's lease
     probe: str = ""  # half-open: who holds it
 
+    @property
+    def blocked_until(self) -> float:
+        """While no request may go: until when (the cool-down's end, or the probe's lease)."""
+        return self.open_until if self.status is Status.OPEN else self.probe_until
+
     def encode(self) -> str:
         return ",".join(
             [self.status.value]
@@ -121,11 +126,9 @@ class CircuitBreaker:
     def check(self) -> bool:
         """Raise CircuitOpen while no request may go (open, or another's probe in flight); take nothing.
         True: closed (a request may simply go); False: the next request must take the probe's lease."""
-        state, now = self.state(), self.clock.now()
-        if state.status is Status.OPEN and now < state.open_until:
-            raise CircuitOpen(self.name, state.open_until)
-        if state.status is Status.HALF_OPEN and now < state.probe_until:
-            raise CircuitOpen(self.name, state.probe_until)
+        state = self.state()
+        if not admit(state, self.policy, self.clock.now(), "")[0]:
+            raise CircuitOpen(self.name, state.blocked_until)
         return state.status is Status.CLOSED
 
     def before_request(self) -> str:
@@ -145,13 +148,13 @@ class CircuitBreaker:
             return lease
         if state.status is Status.CLOSED:
             return ""
-        raise CircuitOpen(self.name, state.open_until if state.status is Status.OPEN else state.probe_until)
+        raise CircuitOpen(self.name, state.blocked_until)
 
     def after_request(self, success: bool, probe: str = "") -> BreakerState:
         """Record an outcome; `probe` is what `before_request` returned for it."""
-        now = self.clock.now()
-        if success and self.state() == BreakerState(window_start=self.state().window_start):
-            return self.state()  # closed and clean: nothing to write
+        now, state = self.clock.now(), self.state()
+        if success and state == BreakerState(window_start=state.window_start):
+            return state  # closed and clean: one read, nothing to write
 
         def note(raw: str | None) -> tuple[str, BreakerState]:
             state = record(BreakerState.decode(raw), self.policy, now, success, probe)

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -74,24 +74,35 @@ class BackfillProgress:
         return self.seconds / len(self.days) * (wanted - self.done)
 
 
-def progress_since(instance: dg.DagsterInstance, asset: str, days: set[str], since: float) -> BackfillProgress:
-    """What the materializations of `days` recorded after `since` add up to."""
-    found = BackfillProgress()
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), after_timestamp=since), limit=10_000
-    ).records
-    for record in records:
-        event = record.asset_materialization
-        if event is None or event.partition not in days or event.partition in found.days:
-            continue
+class Tally:
+    """What the materializations of `days` recorded after `since` add up to; each `read` asks the instance
+    only for the events written since the one before (the CLI polls twice a second, for years of days)."""
+
+    def __init__(self, instance: dg.DagsterInstance, asset: str, days: set[str], since: float) -> None:
+        self.instance, self.days = instance, days
+        self.filter = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), after_timestamp=since)
+        self.found = BackfillProgress()
+        self.cursor: str | None = None
+
+    def read(self) -> BackfillProgress:
+        while True:
+            page = self.instance.fetch_materializations(self.filter, limit=1000, cursor=self.cursor, ascending=True)
+            for record in page.records:
+                self._add(record.asset_materialization)
+            self.cursor = page.cursor if page.records else self.cursor
+            if not page.has_more:
+                return replace(self.found, done=len(self.found.days))
+
+    def _add(self, event: dg.AssetMaterialization | None) -> None:
+        found = self.found
+        if event is None or event.partition not in self.days or event.partition in found.days:
+            return
         found.days.add(event.partition)
         meta = {name: value.value for name, value in event.metadata.items()}
         found.records += int(meta.get("records", 0))
         found.requests += int(meta.get("requests", 0))
         found.http_429 += int(meta.get("http_429", 0))
         found.retries += int(meta.get("retries", 0))
-    found.done = len(found.days)
-    return found
 
 
 OnProgress = Callable[[BackfillProgress, int, list[str]], None]
@@ -124,6 +135,7 @@ class Backfill:
         self.logs = Path(self.instance.root_directory) / "logs" / "backfills"
         self.running: list[RunProcess] = []
         self.error: str | None = None
+        self.tally = Tally(self.instance, asset, set(self.missing), self.started)
 
     def run(self, on_progress: OnProgress) -> tuple[BackfillProgress, int, str | None]:
         """Run to the end; `on_progress` hears the progress about twice a second, with what the runs said
@@ -158,10 +170,8 @@ class Backfill:
         return said
 
     def progress(self) -> BackfillProgress:
-        fresh = progress_since(self.instance, self.asset, set(self.missing), self.started)
-        fresh.done += len(self.wanted) - len(self.missing)
-        fresh.seconds = time.time() - self.started
-        return fresh
+        fresh, done_before = self.tally.read(), len(self.wanted) - len(self.missing)
+        return replace(fresh, done=fresh.done + done_before, seconds=time.time() - self.started)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:

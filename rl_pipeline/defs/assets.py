@@ -109,17 +109,19 @@ def materialize_days(
     events = Throttled(to_user(context.log.warning))  # one line per kind of wait every 5 s, for all workers
     missing = missing_after_run(context)
     days = [date.fromisoformat(key) for key in context.partition_keys]
+    ingested = ingest_days(
+        lambda: resource.client(store, on_event=events),
+        warehouse_resource.warehouse(),
+        endpoint,
+        days,
+        workers=resource.workers,
+        batch_rows=warehouse_resource.batch_rows,
+    )
     try:
-        for day in ingest_days(
-            lambda: resource.client(store, on_event=events),
-            warehouse_resource.warehouse(),
-            endpoint,
-            days,
-            workers=resource.workers,
-            batch_rows=warehouse_resource.batch_rows,
-        ):
+        for day in ingested:
             yield materialization(context, table, day, day_metadata(day, endpoint, missing))
     finally:
+        ingested.close()  # its clients, before the store they use
         store.close()
 
 
