@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from rl_pipeline import reachability
+from rl_pipeline import reachability, wire
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
 from rl_pipeline.errors import ApiError, Blocked, MissingTokenError, PaginationError, QuotaExhausted
 from rl_pipeline.events import EventSink, ignore
@@ -128,6 +128,14 @@ def credential_fingerprint(token: str | None) -> str:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """A request ready to send, and the proxy/TLS settings it goes with."""
+
+    request: requests.PreparedRequest
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Answer:
     """What one try of a request got: a body, or why another try is worth it."""
 
@@ -176,11 +184,10 @@ class ApiClient:
         self.stats = RequestStats()
         self.on_event = on_event
         self._token = token
-        self._session = session or requests.Session()
+        self._session = session or wire.stamped_session()
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
         self._rng = random.Random()
-        self._warm = False  # has the session sent a request yet?
         self._unreachable = 0  # connection failures in a row while the host has never answered
         self.shared = ApiShared(name, spec, store, f"{name}:{credential_fingerprint(token)}", clock)
         self._guards: dict[str, EndpointGuard] = {}
@@ -264,10 +271,11 @@ class ApiClient:
         guard = self.guard(endpoint)
         started = self.clock.now()
         failures, previous_delay = 0, 0.0
+        prepared = self._prepare(request)
         while True:
             admitted = self._admit(guard, started, where)
             self.stats.add(requests=1)
-            answer = self._try_once(request, where, guard, admitted)
+            answer = self._try_once(prepared, request, where, guard, admitted)
             if answer.problem is None:
                 return answer.body, answer.links
             if answer.throttled:
@@ -303,12 +311,20 @@ class ApiClient:
         self.stats.add(quota_wait_s=waited.quota, circuit_wait_s=waited.circuit, limiter_wait_s=waited.limiter)
         return waited
 
-    def _try_once(self, request: PageRequest, where: str, guard: EndpointGuard, admitted: Waited) -> Answer:
+    def _prepare(self, request: PageRequest) -> Prepared:
+        """The request built, with the environment's settings, before it waits for a grant: building it
+        reads files and the environment, and each such call lets another thread in between grant and send."""
+        prepared = self._session.prepare_request(requests.Request("GET", request.url, params=request.params))
+        settings = self._session.merge_environment_settings(prepared.url, {}, None, None, None)
+        return Prepared(prepared, settings)
+
+    def _try_once(
+        self, prepared: Prepared, request: PageRequest, where: str, guard: EndpointGuard, admitted: Waited
+    ) -> Answer:
         """Send once and classify the answer; raise ApiError for a 4xx that no retry can fix."""
-        guard.sending(admitted.granted_at, first=not self._warm)
         try:
-            response = self._session.get(request.url, params=request.params, timeout=self.timeout)
-            self._warm = True
+            with wire.on_written(lambda: guard.written(admitted.granted_at)):
+                response = self._session.send(prepared.request, timeout=self.timeout, **prepared.settings)
         except BROKEN_BODY as exc:  # the server answered, and the body broke on the way
             self.stats.count_status(type(exc).__name__)
             reachability.answered(self.base_url)

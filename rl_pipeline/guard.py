@@ -27,8 +27,7 @@ from rl_pipeline.sources import ApiSpec, RateLimitSpec
 from rl_pipeline.state import StateStore, keys
 
 PACE = "pace"
-LATE = 0.001  # seconds between grant and send past which the next grant is pushed back
-COLD = 0.010  # seconds more after a connection's first request
+LATE = 0.001  # seconds between a grant and its request's write past which the next grant is pushed back
 
 
 def paced(rate: float) -> Limit:
@@ -51,7 +50,7 @@ class Waited:
     quota: float
     circuit: float
     limiter: float
-    granted_at: float
+    granted_at: float  # when the grant was asked for: the latest instant the store can have decided it
     probe: str = ""  # the half-open probe's lease this request holds, if it is the probe
 
 
@@ -121,25 +120,29 @@ class EndpointGuard:
         while True:
             waited, closed = self._wait_for_circuit(started)
             circuit += waited
-            limiter += self._wait_for_rate(started, deadline)
+            rate_wait, granted_at = self._wait_for_rate(started, deadline)
+            limiter += rate_wait
             if closed:  # the common case: no store read between the grant and the send
-                return Waited(quota, circuit, limiter, self.clock.now())
+                return Waited(quota, circuit, limiter, granted_at)
             try:
                 probe = self.breaker.before_request()
             except CircuitOpen:
                 continue  # another worker took the probe during the rate wait: wait for its outcome
-            return Waited(quota, circuit, limiter, self.clock.now(), probe)
+            return Waited(quota, circuit, limiter, granted_at, probe)
 
-    def _wait_for_rate(self, started: float, deadline: float) -> float:
+    def _wait_for_rate(self, started: float, deadline: float) -> tuple[float, float]:
         """Take a grant from every limit at the pace as it is now: a 429 seen by another worker
-        during the wait (typically its pause) lowers the pace this grant is spaced by."""
+        during the wait (typically its pause) lowers the pace this grant is spaced by. Return the
+        seconds waited and when the grant was asked for: the store decides at some instant after
+        that, and its write (and this thread's turn to run again) can take a while after it."""
         begun = self.clock.now()
         while True:
             self.limiter.set_limit(PACE, paced(self.shared.pace.rate()))
+            asked = self.clock.now()
             wait = self.limiter.attempt()
             now = self.clock.now()
             if wait == 0.0:
-                return now - begun
+                return now - begun, asked
             if now + wait - started > deadline:
                 raise Blocked(
                     f"rate limit {', '.join(self.limiter.limits)}: no grant within the {deadline:g}s request "
@@ -147,19 +150,16 @@ class EndpointGuard:
                 )
             self.clock.sleep(wait)
 
-    def sending(self, granted_at: float, *, first: bool) -> None:
-        """Call just before the request leaves (`first`: the first on its connection).
+    def written(self, granted_at: float) -> None:
+        """Call the moment the request has been written to its socket.
 
-        A request that leaves late (a busy machine, a thread waiting for the
-        interpreter) would let the next one reach the server early, which a
-        server without burst refuses: the next grant is pushed back a full
-        interval from now. A connection's first request is late in ways not
-        seen from here (connecting, code run for the first time): it pushes
-        the next grant back by COLD more.
+        A request written late (a busy machine descheduled its thread, a new
+        connection had to be opened) reaches the server late, and the next one,
+        sent on time, too soon after it, which a server without burst refuses:
+        the next grant is pushed back a full interval from now.
         """
-        late = self.clock.now() - granted_at
-        if late > LATE or first:
-            self.limiter.pause(1 / self.limiter.limits[PACE].rate + (COLD if first else 0.0))
+        if self.clock.now() - granted_at > LATE:
+            self.limiter.pause(1 / self.limiter.limits[PACE].rate)
 
     def _charge_quota(self) -> float:
         """Count the request against the quotas; wait for a reset within `max_wait`, else raise QuotaExhausted."""

@@ -1,4 +1,4 @@
-"""The endpoint guard on a fake clock: pacing, and a late or cold send pushing the next grant back."""
+"""The endpoint guard on a fake clock: pacing, and a late write pushing the next grant back."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from rl_pipeline.clock import FakeClock
 from rl_pipeline.errors import Blocked
-from rl_pipeline.guard import COLD, ApiShared, EndpointGuard
+from rl_pipeline.guard import ApiShared, EndpointGuard
 from rl_pipeline.sources import RateLimitSpec, load_sources
 from rl_pipeline.state import open_store
 
@@ -26,18 +26,18 @@ def test_requests_are_paced_evenly_whatever_burst_the_file_allows() -> None:
     grants = []
     for _ in range(10):
         grants.append(g.admit(clock.now(), deadline=60).granted_at)
-        g.sending(grants[-1], first=False)
+        g.written(grants[-1])
     gaps = {round(b - a, 6) for a, b in itertools.pairwise(grants)}
     assert gaps == {round(1 / (20 * 0.95), 6)}  # no burst of 20: one every 1/19 s
 
 
-@pytest.mark.parametrize(("late", "first", "pushed"), [(0.0005, False, 0.0), (0.004, False, 0.004), (0.0, True, COLD)])
-def test_a_late_or_first_send_pushes_the_next_grant_back(late: float, first: bool, pushed: float) -> None:
+@pytest.mark.parametrize(("late", "pushed"), [(0.0005, 0.0), (0.004, 0.004)])
+def test_a_late_write_pushes_the_next_grant_back(late: float, pushed: float) -> None:
     clock = FakeClock()
     g = guard(clock)
     granted = g.admit(clock.now(), deadline=60).granted_at
     clock.advance(late)
-    g.sending(granted, first=first)
+    g.written(granted)
     following = g.admit(clock.now(), deadline=60).granted_at
     interval = 1 / (20 * 0.95)  # a send under 1 ms late changes nothing
     assert following == pytest.approx(granted + interval + pushed, abs=1e-6)

@@ -57,15 +57,12 @@ def test_a_leaky_bucket_with_no_burst_and_a_file_that_gives_only_the_rate(
     """Server A: 20 req/s as a leaky bucket with burst 1 (429 with Retry-After: 1); the file: `rate: 20`."""
     server = make_demo_api(rate=20, burst=1, algorithm="leaky_bucket", limit_headers=False)
     monkeypatch.setenv("RL_SOURCES_FILE", str(write_sources(tmp_path / "sources.yaml", rate_limits=[{"rate": 20}])))
-    # Not the goal (0.5% of requests refused, 1.10 of the ideal time): with 4 run processes and the server
-    # on 2 cores, a request now and then reaches the server 6-16 ms after its grant, under the 50 ms this
-    # server wants between two. Measured here: 3-5 of 437 refused, 15.7-17.7 req/s (0 and 19 on a quiet
-    # day; 13.0-13.8 on a slow one, the code of the day before measuring the same). What this holds is the
-    # difference from obeying the file: 296 refused of 458, a failed day.
-    stats = assert_exact_with_few_429s(server, backfill_in_processes(tmp_path), most=0.015)
+    # A request written a few ms late (its thread descheduled on 2 busy cores) pushes the next grant back:
+    # measured 0 of 437 refused at 18.4 req/s; before, 3-5 refused at 13-17.7 req/s.
+    stats = assert_exact_with_few_429s(server, backfill_in_processes(tmp_path))
     times = sorted(t for t, status, _ in stats["requests"] if status == 200)
     # Paced under 20/s, not 4 runs x 4 workers bursting and waiting out Retry-After after Retry-After.
-    assert len(times) / (times[-1] - times[0]) > 0.55 * 20
+    assert len(times) / (times[-1] - times[0]) > 0.75 * 20
 
 
 def test_a_sliding_window_counter_that_counts_refused_requests(make_demo_api, tmp_path: Path, monkeypatch) -> None:
@@ -104,8 +101,7 @@ def test_d2_a_file_saying_burst_1_gets_no_429_from_a_server_allowing_no_burst(ma
     got = [r for day in days for page in client.fetch_day("events_offset", day) for r in page.records]
     assert got == [r for day in days for r in day_records(42, day)]
     stats = server.api.stats()
-    # 0 on a quiet machine; on a busy one a send now and then leaves a few ms late (1 of 32, once in 4 runs).
-    assert len(stats["requests"]) >= 30 and stats["by_status"].get("429", 0) <= 1
+    assert len(stats["requests"]) >= 30 and stats["by_status"].get("429", 0) == 0
 
 
 @pytest.mark.parametrize("algorithm", ["token_bucket", "leaky_bucket", "fixed_window", "sliding_window_log",
