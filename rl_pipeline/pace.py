@@ -12,10 +12,13 @@ rate this module gives, which:
   overshoot for a while): once per storm — the 429s of requests already in
   flight, and of probes sent before anything succeeded again, change nothing;
 - then climbs back within `recover` seconds to `settle` times the rate that
-  drew the 429 — or, when the 429 came alone (`memory` seconds after the
-  last: a request that reached the server a little early), to where it had
-  settled; beyond that it climbs only by `probe` of the ceiling per second,
-  so a server that really is slower is asked again rarely;
+  drew the 429, `settle` squared after a second storm in a row, cubed after a
+  third (each within `memory` seconds of the last: a file far above the
+  server's rate converges in a few storms, not one per 5%) — or, when the 429
+  came alone at a pace that had settled (`memory` seconds after the last: a
+  request that reached the server a little early), to where it had settled;
+  beyond that it climbs only by `probe` of the ceiling per second, so a server
+  that really is slower is asked again rarely;
 - never goes above the ceiling or below `floor`, and grows only while
   requests succeed (an idle hour does not bring back a rate nobody tried).
 
@@ -48,7 +51,7 @@ class PacePolicy:
     probe: float = 0.0005  # beyond that, share of the ceiling regained per second
     slow_start: float = 1.5  # before any 429: factor per second of successes (unpublished limits only)
     cooldown: float = 1.0  # seconds after a decrease in which 429s do not decrease again
-    memory: float = 10.0  # a 429 this long after the last, at the settled pace, leaves the pace where it settled
+    memory: float = 30.0  # a 429 this long after the last, at the settled pace, leaves the pace where it settled
     pause: float = 1.0  # seconds every worker waits after a 429 that gives no Retry-After
     max_pause: float = 30.0  # the longest such wait, when 429s keep coming with nothing in between
 
@@ -61,16 +64,18 @@ class PaceState:
     last_success: float = 0.0
     last_429: float = 0.0
     strikes: int = 0  # 429s in a row with no success between them (pause lengthens with them)
+    streak: int = 0  # storms in a row, each within `memory` of the last (where it settles falls faster)
 
     def encode(self) -> str:
         times = (self.base, self.since, self.refused_at_rate, self.last_success, self.last_429)
-        return ",".join([*map(repr, times), str(self.strikes)])
+        return ",".join([*map(repr, times), str(self.strikes), str(self.streak)])
 
     @classmethod
     def decode(cls, raw: str) -> PaceState:
-        *times, strikes = raw.split(",")
-        base, since, refused_at_rate, last_success, last_429 = map(float, times)
-        return cls(base, since, refused_at_rate, last_success, last_429, int(strikes))
+        fields = raw.split(",")
+        base, since, refused_at_rate, last_success, last_429 = map(float, fields[:5])
+        streak = int(fields[6]) if len(fields) > 6 else 0  # kept by an earlier version without it
+        return cls(base, since, refused_at_rate, last_success, last_429, int(fields[5]), streak)
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,9 @@ class LearnedPace:
         return PaceState.decode(raw)
 
     def target(self, state: PaceState) -> float:
-        """Where the pace settles after a 429: `settle` times the rate that drew it (the cap before any)."""
-        return min(self.cap, state.refused_at_rate * self.policy.settle)
+        """Where the pace settles after a 429: `settle` (to the power of the storms in a row) times the rate
+        that drew it (the cap before any)."""
+        return min(self.cap, state.refused_at_rate * self.policy.settle ** max(1, state.streak))
 
     def rate_of(self, state: PaceState, now: float) -> float:
         """The pace `state` gives at `now`."""
@@ -118,7 +124,8 @@ class LearnedPace:
         else:
             target = max(state.base, self.target(state))
             climbed = state.base + (target - state.base) * min(1.0, grown / policy.recover)
-            rate = climbed + policy.probe * policy.ceiling * max(0.0, grown - policy.recover)
+            probe = policy.probe * min(policy.ceiling, state.refused_at_rate)  # not the 1000/s of an unknown limit
+            rate = climbed + probe * max(0.0, grown - policy.recover)
         return min(self.cap, max(policy.floor, rate))
 
     def rate(self) -> float:
@@ -152,17 +159,18 @@ class LearnedPace:
             if now - old.last_429 < policy.cooldown:
                 after, state = before, old  # the same storm: requests in flight when the first came back
             elif old.last_success > old.last_429:
-                # A refusal long after the last one is arrival jitter (a request that reached the server a
-                # little early): dip, and come back to where it had settled. One soon after another says
-                # the pace is too high: it settles under this one. The first while growing unguided comes
-                # late (a server's burst hid the overshoot): it settles under the rate a second before.
+                # A refusal long after the last one, at a pace that had settled, is arrival jitter (a
+                # request that reached the server a little early): dip, and come back to where it had
+                # settled. The first, or one soon after another, says the pace is too high: it settles
+                # under this one. The first while growing unguided may come late (a server's burst hid the
+                # overshoot): it falls under the rate a second before, and climbs back toward this one.
                 slow_starting = math.isinf(old.refused_at_rate) and policy.initial < self.cap
-                isolated = now - old.last_429 >= policy.memory and not slow_starting
+                isolated = old.last_429 > 0 and now - old.last_429 >= policy.memory and not slow_starting
                 refused_at = max(old.refused_at_rate, before) if isolated else before
-                if slow_starting:
-                    refused_at = max(policy.floor, before / policy.slow_start)
-                after = max(policy.floor, min(before, refused_at) * policy.decrease)
-                state = PaceState(after, now, refused_at, old.last_success, now, strikes=1)
+                fall_from = before / policy.slow_start if slow_starting else min(before, refused_at)
+                after = max(policy.floor, fall_from * policy.decrease)
+                streak = old.streak if isolated else old.streak + 1
+                state = PaceState(after, now, refused_at, old.last_success, now, strikes=1, streak=streak)
             else:
                 after = before  # probing after a pause, refused again: wait longer, do not cut again
                 state = replace(old, last_429=now, strikes=old.strikes + 1)

@@ -51,47 +51,54 @@ def refused_twice(pace: LearnedPace, clock: FakeClock) -> float:
     return pace.on_refused(retry_after=None).before
 
 
-def test_a_lone_429_at_the_settled_pace_is_jitter_and_the_pace_comes_back(store, namespace) -> None:
+def test_the_first_429_settles_the_pace_under_the_rate_that_drew_it(store, namespace) -> None:
     clock = FakeClock()
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
     pace.on_success()
     clock.advance(0.05)
     assert pace.on_refused(retry_after=None).after == pytest.approx(15.52)
-    succeed_for(pace, clock, 1.0)
-    assert pace.rate() == pytest.approx(19.4)  # back at the cap within a second
-    succeed_for(pace, clock, 30.0)
-    again = pace.on_refused(retry_after=None)  # alone again, 30 s later: the same
-    succeed_for(pace, clock, 1.0)
-    assert again.decreased and pace.rate() == pytest.approx(19.4)
+    succeed_for(pace, clock, 5.0)
+    assert pace.rate() == pytest.approx(0.95 * 19.4)  # not back at the cap: nothing says the cap was right
 
 
-def test_429s_in_a_row_settle_it_under_the_refused_rate_then_it_only_probes(store, namespace) -> None:
+def test_storms_in_a_row_settle_it_lower_each_time_then_it_only_probes(store, namespace) -> None:
+    """A file far above the server's rate: each storm soon after the last settles 5% lower, then 10%, then 15%."""
     clock = FakeClock()
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
     refused = refused_twice(pace, clock)
-    assert refused == pytest.approx(19.4)
-    low, target = 0.8 * refused, 0.95 * refused
+    low, target = 0.8 * refused, 0.95**2 * refused
     succeed_for(pace, clock, 2.5)  # half way back
     assert pace.rate() == pytest.approx(low + (target - low) * 0.5, abs=1e-6)
     succeed_for(pace, clock, 2.5)
     assert pace.rate() == pytest.approx(target, abs=1e-6)
-    succeed_for(pace, clock, 10.0)  # probing at 0.05% of the ceiling a second
-    assert pace.rate() == pytest.approx(target + 0.0005 * 20 * 10, abs=1e-6)
-    succeed_for(pace, clock, 30.0)
-    pace.on_refused(retry_after=None)  # alone, at the settled pace: where it settles stays
+    succeed_for(pace, clock, 10.0)  # probing at 0.05% of the refused rate a second
+    assert pace.rate() == pytest.approx(target + 0.0005 * refused * 10, abs=1e-6)
+    third = pace.on_refused(retry_after=None).before  # a third storm, 15 s after the second
     succeed_for(pace, clock, 5.0)
-    assert pace.rate() == pytest.approx(target, abs=1e-6)
+    assert pace.rate() == pytest.approx(0.95**3 * third, abs=1e-6)
+
+
+def test_a_lone_429_at_the_settled_pace_is_jitter_and_where_it_settled_stays(store, namespace) -> None:
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
+    refused = refused_twice(pace, clock)
+    succeed_for(pace, clock, 40.0)
+    settled = 0.95**2 * refused
+    lone = pace.on_refused(retry_after=None)  # alone, 40 s after the last: a request that arrived a little early
+    assert lone.decreased
+    succeed_for(pace, clock, 5.0)
+    assert pace.rate() == pytest.approx(settled, abs=1e-6)  # where it had settled, not under the lone 429
 
 
 def test_growth_needs_successes_an_idle_hour_brings_nothing_back(store, namespace) -> None:
     clock = FakeClock()
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
-    refused_twice(pace, clock)
+    refused = refused_twice(pace, clock)
     clock.advance(3600)
-    assert pace.rate() == pytest.approx(15.52)  # no success heard of since the 429
+    assert pace.rate() == pytest.approx(0.8 * refused)  # no success heard of since the 429
     pace.on_success()
     clock.advance(0.5)
-    assert pace.rate() == pytest.approx(15.52 + (19.4 * 0.95 - 15.52) * 0.1, abs=1e-6)
+    assert pace.rate() == pytest.approx(0.8 * refused + (0.95**2 - 0.8) * refused * 0.1, abs=1e-6)
 
 
 def test_refused_again_with_nothing_between_waits_longer_but_does_not_cut_again(store, namespace) -> None:
@@ -128,7 +135,8 @@ def test_an_unpublished_limit_starts_slow_and_grows_until_refused(store, namespa
 
 
 def test_the_first_429_of_a_slow_start_falls_under_the_rate_a_second_before(store, namespace) -> None:
-    """A server's burst hides the overshoot: by the first 429 the rate has grown past the limit for a while."""
+    """A server's burst may hide the overshoot (by the first 429 the rate has grown past the limit for a while):
+    it falls under the rate a second before, and climbs back toward the rate that drew the 429, no further."""
     clock = FakeClock()
     policy = PacePolicy(ceiling=1000, initial=5, floor=0.1)
     pace = LearnedPace(store, f"{namespace}:pace", policy, clock)
@@ -138,7 +146,9 @@ def test_the_first_429_of_a_slow_start_falls_under_the_rate_a_second_before(stor
     refusal = pace.on_refused(retry_after=None)
     assert refusal.after == pytest.approx(grown / 1.5 * 0.8)
     succeed_for(pace, clock, 5.0)
-    assert pace.rate() == pytest.approx(grown / 1.5 * 0.95)  # settles under the rate a second before the 429
+    assert pace.rate() == pytest.approx(grown * 0.95)  # settles under the rate that drew the 429
+    succeed_for(pace, clock, 10.0)  # then probes at 0.05% of it a second, not of the 1000/s allowed
+    assert pace.rate() == pytest.approx(grown * 0.95 + 0.0005 * grown * 10)
 
 
 def test_an_unpublished_limit_is_learned_against_the_demo_api(make_demo_api, tmp_path) -> None:
