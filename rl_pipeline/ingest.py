@@ -26,7 +26,7 @@ import pyarrow as pa
 from rl_pipeline.client import ApiClient, Page
 from rl_pipeline.pagination import PageRequest
 from rl_pipeline.state import keys
-from rl_pipeline.warehouse import PartitionReport, Warehouse, to_arrow
+from rl_pipeline.warehouse import PartitionReport, TableShape, Warehouse, to_arrow
 
 K, T = TypeVar("K"), TypeVar("T")
 DEFAULT_BATCH_ROWS = 50_000  # a write (a DuckDB connection: ~0.1 s) per 50k rows; see docs/benchmarks.md
@@ -40,6 +40,7 @@ class DayResult:
     resumed: bool = False
     new: int = 0  # of them, ids the warehouse did not hold
     changed: int = 0  # ids it held with other values: what a re-fetch of a day brought that was late
+    table: TableShape | None = None  # the table once the day was written
 
 
 def checkpoint_key(warehouse: Warehouse, api: str, endpoint: str, day: date) -> str:
@@ -159,6 +160,7 @@ class _DayBatches:
         self.result.records += written.rows
         self.result.new += written.new
         self.result.changed += written.changed
+        self.result.table = written.table or self.result.table
         self.pending, self.schema = [], None
         if resume_at is not None:
             state = {"next": resume_at.to_json(), "written": distinct(self.served)}

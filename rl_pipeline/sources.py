@@ -53,7 +53,7 @@ def _no_bool(value: Any) -> Any:
 Number = Annotated[float, BeforeValidator(_no_bool)]  # YAML's `true` is not 1 request a second
 MAX_PARTITIONS_PER_RUN = 30  # days a run covers at most: a ranged run pays the run's start-up once for them
 MAX_LOG_ENTRIES = 1000  # a sliding log's size, past which every decision gets slow (docs/benchmarks.md)
-RESERVED_TABLES = {"batch", "_rl_partitions"}  # the writer's view of a batch, and its bookkeeping table
+RESERVED_TABLES = {"batch", "_rl_partitions"}  # the writer's view of a batch; where its bookkeeping table was
 
 
 def _identifier(value: str) -> str:

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,11 +33,15 @@ PARTITION_COLUMN = "_partition"
 FETCHED_AT_COLUMN = "_fetched_at"
 BOOKKEEPING = (PARTITION_COLUMN, FETCHED_AT_COLUMN)
 # One row per table and partition: what the API served (unique ids) and, where it says so, its own total.
-PARTITIONS_TABLE = "_rl_partitions"
+# It lives in a schema of its own, out of the way of the user's `SHOW TABLES`.
+PARTITIONS_TABLE = "_rl.partitions"
+LEGACY_PARTITIONS_TABLE = "main._rl_partitions"  # where earlier versions kept it; moved on the next write
 _PARTITIONS_DDL = (
+    "CREATE SCHEMA IF NOT EXISTS _rl; "
     f"CREATE TABLE IF NOT EXISTS {PARTITIONS_TABLE} (table_name VARCHAR, partition VARCHAR, "
     "served BIGINT, api_total BIGINT, fetched_at TIMESTAMPTZ, PRIMARY KEY (table_name, partition))"
 )
+_KNOWN_TABLES = "SELECT table_schema || '.' || table_name FROM information_schema.tables"
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_LOCK = threading.Lock()
 
@@ -62,6 +66,17 @@ class Written:
     rows: int = 0
     new: int = 0
     changed: int = 0
+    table: TableShape | None = None  # the table once a partition is finished
+
+
+@dataclass(frozen=True)
+class TableShape:
+    """A table as a partition's last write left it: its rows, its columns (name -> DuckDB type) and the
+    partition's rows."""
+
+    rows: int
+    columns: dict[str, str]
+    partition_rows: int
 
 
 @dataclass(frozen=True)
@@ -253,6 +268,10 @@ class Warehouse:
         finally:
             conn.close()
 
+    def qualified(self, table: str) -> str:
+        """`warehouse.main.events`: the table as DuckDB names it when the file is attached by its name."""
+        return f"{self.path.stem}.main.{table}"
+
     def upsert(
         self,
         table: str,
@@ -286,12 +305,30 @@ class Warehouse:
             if batch.num_rows:
                 written = self._upsert_rows(conn, table, batch, id_field, partition, fetched_at, track_changes)
             if finished is not None:
-                conn.execute(_PARTITIONS_DDL)
+                self._partitions_table(conn)
                 conn.execute(
                     f"INSERT OR REPLACE INTO {PARTITIONS_TABLE} VALUES (?, ?, ?, ?, ?)",
                     [table, partition, finished.served, finished.api_total, fetched_at],
                 )
+                written = replace(written, table=self._shape(conn, table, partition))
         return written
+
+    @staticmethod
+    def _partitions_table(conn: duckdb.DuckDBPyConnection) -> None:
+        """Create the partitions table, moving the rows of one an earlier version kept in `main`."""
+        conn.execute(_PARTITIONS_DDL)
+        if conn.execute(f"{_KNOWN_TABLES} WHERE table_schema = 'main' AND table_name = '_rl_partitions'").fetchone():
+            conn.execute(f"INSERT OR REPLACE INTO {PARTITIONS_TABLE} SELECT * FROM {LEGACY_PARTITIONS_TABLE}")
+            conn.execute(f"DROP TABLE {LEGACY_PARTITIONS_TABLE}")
+
+    def _shape(self, conn: duckdb.DuckDBPyConnection, table: str, partition: str) -> TableShape | None:
+        columns = self._columns(conn, table)
+        if not columns:
+            return None  # a day with no records, before any day had one
+        rows, partition_rows = conn.execute(
+            f"SELECT count(*), count(*) FILTER ({PARTITION_COLUMN} = ?) FROM {quote(table)}", [partition]
+        ).fetchone()  # type: ignore[misc]
+        return TableShape(rows, columns, partition_rows)
 
     @contextmanager
     def transaction(self, where: str) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -412,17 +449,17 @@ class Warehouse:
         Expected is the API's own total where it reports one, else the unique ids it served.
         """
         with self.connect(read_only=True) as conn:
-            known = {name for (name,) in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-            if PARTITIONS_TABLE not in known:
+            known = {name for (name,) in conn.execute(_KNOWN_TABLES).fetchall()}
+            partitions = next((t for t in (PARTITIONS_TABLE, LEGACY_PARTITIONS_TABLE) if t in known), None)
+            if partitions is None:
                 return 0, []
             reported = conn.execute(
-                f"SELECT partition, coalesce(api_total, served) FROM {PARTITIONS_TABLE} "
-                "WHERE table_name = ? ORDER BY 1",
+                f"SELECT partition, coalesce(api_total, served) FROM {partitions} WHERE table_name = ? ORDER BY 1",
                 [table],
             ).fetchall()
             counts = (
                 dict(conn.execute(f"SELECT {PARTITION_COLUMN}, count(*) FROM {quote(table)} GROUP BY 1").fetchall())
-                if table in known
+                if f"main.{table}" in known
                 else {}
             )
         mismatches = [(p, expected, counts.get(p, 0)) for p, expected in reported if counts.get(p, 0) != expected]

@@ -50,7 +50,8 @@ def main() -> int:
             **json.loads(args.api_config),
         )
         for event in result.asset_materializations_for_node(args.asset):
-            print(json.dumps({"partition": event.partition, **{k: v.value for k, v in event.metadata.items()}}))
+            metadata = {k: v.value for k, v in event.metadata.items() if k != "dagster/column_schema"}
+            print(json.dumps({"partition": event.partition, **metadata}))
         if not result.success:
             print(result.failure_data_for_node(args.asset).error, file=sys.stderr)
             ok = False

@@ -51,6 +51,21 @@ def test_partition_status_is_recorded_per_day(demo_api, warehouse: Warehouse, st
     done = instance.get_materialized_partitions(dg.AssetKey("events_offset"))
     assert done == {"2024-01-01", "2024-01-02", "2024-01-03"}
 
+    # Dagster's table keys, read back through the instance as its catalog reads them.
+    event = instance.get_latest_materialization_event(dg.AssetKey("events_offset"))
+    assert event is not None and event.asset_materialization is not None
+    metadata = event.asset_materialization.metadata
+    day = event.asset_materialization.partition
+    with warehouse.connect(read_only=True) as conn:
+        total, in_day = conn.execute(
+            "SELECT count(*), count(*) FILTER (_partition = ?) FROM events_offset", [day]
+        ).fetchone()
+        described = {name: kind for name, kind, *_ in conn.execute("DESCRIBE events_offset").fetchall()}
+    assert metadata["dagster/table_name"].value == "warehouse.main.events_offset"
+    assert metadata["dagster/row_count"].value == total and metadata["dagster/partition_row_count"].value == in_day
+    columns = {column.name: column.type for column in metadata["dagster/column_schema"].value.columns}
+    assert columns == described and "id" in columns
+
 
 def test_missing_token_fails_with_the_variable_named(demo_api, warehouse, store_url, monkeypatch) -> None:
     monkeypatch.delenv("RL_DEMO_API_TOKEN")

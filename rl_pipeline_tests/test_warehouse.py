@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from rl_pipeline.errors import WarehouseError
 from rl_pipeline.ingest import distinct
-from rl_pipeline.warehouse import JSON_TEXT, Warehouse, Written, latest_per_id, to_arrow
+from rl_pipeline.warehouse import JSON_TEXT, PartitionReport, TableShape, Warehouse, Written, latest_per_id, to_arrow
 
 NOW = datetime(2024, 1, 2, tzinfo=UTC)
 
@@ -168,3 +168,23 @@ def test_an_upsert_says_how_many_rows_were_new_and_how_many_changed(warehouse: W
     again = [*first[:3], {"id": 3, "v": "late edit", "n": {"k": 3}}, {"id": 5, "v": "v5", "n": {"k": 5}}]
     assert warehouse.upsert("t", again, partition="p", fetched_at=NOW, track_changes=True) == Written(5, 1, 1)
     assert warehouse.upsert("t", again, partition="p", fetched_at=NOW) == Written(5, 0, 0)  # not tracked
+
+
+def test_the_bookkeeping_table_stays_out_of_the_users_tables_and_an_old_one_moves(warehouse: Warehouse) -> None:
+    with warehouse.connect() as conn:  # a warehouse written by an earlier version: its table in `main`
+        conn.execute(
+            "CREATE TABLE _rl_partitions (table_name VARCHAR, partition VARCHAR, served BIGINT, api_total BIGINT, "
+            "fetched_at TIMESTAMPTZ, PRIMARY KEY (table_name, partition))"
+        )
+        conn.execute("INSERT INTO _rl_partitions VALUES ('events', '2024-01-01', 2, NULL, now())")
+    assert warehouse.partition_mismatches("events") == (1, [("2024-01-01", 2, 0)])  # read where it is
+
+    written = warehouse.upsert(
+        "events", [{"id": 1}, {"id": 2}], partition="2024-01-02", fetched_at=NOW, finished=PartitionReport(2, None)
+    )
+    columns = {"id": "BIGINT", "_partition": "VARCHAR", "_fetched_at": "TIMESTAMP WITH TIME ZONE"}
+    assert written.table == TableShape(rows=2, columns=columns, partition_rows=2)
+    with warehouse.connect(read_only=True) as conn:
+        assert [name for (name,) in conn.execute("SHOW TABLES").fetchall()] == ["events"]
+    # The old rows moved with it: 2024-01-01 still reported (its 2 ids are not in the table), 2024-01-02 matches.
+    assert warehouse.partition_mismatches("events") == (2, [("2024-01-01", 2, 0)])

@@ -19,6 +19,7 @@ from rl_pipeline.defs.resources import RateLimitedApi
 from rl_pipeline.events import Throttled, to_user
 from rl_pipeline.ingest import IngestedDay, ingest_days
 from rl_pipeline.sources import ApiSpec
+from rl_pipeline.warehouse import TableShape
 
 WAITS = ("limiter_wait_s", "retry_wait_s", "circuit_wait_s", "quota_wait_s")
 
@@ -45,6 +46,19 @@ def summary(metadata: dict) -> str:
     rows = "\n".join(f"| {name} | {value} |" for name, value in metadata.items() if name != "statuses")
     statuses = ", ".join(f"{status}: {count}" for status, count in sorted(metadata["statuses"].items()))
     return f"| | |\n|---|---|\n{rows}\n| responses | {statuses or 'none'} |"
+
+
+def table_metadata(table_name: str, shape: TableShape | None) -> dict[str, Any]:
+    """Dagster's own table keys, which its catalog shows: the table's name, rows and columns."""
+    if shape is None:
+        return {"dagster/table_name": table_name}
+    columns = [dg.TableColumn(name, kind) for name, kind in shape.columns.items()]
+    return {
+        "dagster/table_name": table_name,
+        "dagster/row_count": shape.rows,
+        "dagster/partition_row_count": shape.partition_rows,
+        "dagster/column_schema": dg.TableSchema(columns=columns),
+    }
 
 
 def day_metadata(day: IngestedDay, endpoint: str, missing: int) -> dict[str, Any]:
@@ -117,16 +131,18 @@ def materialize_days(
         workers=resource.workers,
         batch_rows=warehouse_resource.batch_rows,
     )
+    table_name = warehouse_resource.warehouse().qualified(table)
     try:
         for day in ingested:
-            yield materialization(context, table, day, day_metadata(day, endpoint, missing))
+            metadata = day_metadata(day, endpoint, missing)
+            yield materialization(context, table, day, metadata, table_metadata(table_name, day.result.table))
     finally:
         ingested.close()  # its clients, before the store they use
         store.close()
 
 
 def materialization(
-    context: dg.AssetExecutionContext, table: str, day: IngestedDay, metadata: dict[str, Any]
+    context: dg.AssetExecutionContext, table: str, day: IngestedDay, metadata: dict[str, Any], table_keys: dict
 ) -> dg.AssetMaterialization:
     """One day's materialization, logged as it is reported."""
     result = day.result
@@ -137,5 +153,5 @@ def materialization(
     return dg.AssetMaterialization(
         asset_key=context.asset_key,
         partition=result.day.isoformat(),
-        metadata={**metadata, "summary": dg.MetadataValue.md(summary(metadata))},
+        metadata={**metadata, "summary": dg.MetadataValue.md(summary(metadata)), **table_keys},
     )
