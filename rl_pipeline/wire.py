@@ -30,16 +30,20 @@ def _written() -> None:
         callback()
 
 
-class _StampedHTTPConnection(HTTPConnection):
+class _Stamped:
+    """urllib3's `request` writes the whole request (a GET has no body to stream) before it returns."""
+
     def request(self, *args: Any, **kwargs: Any) -> None:
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
         _written()
 
 
-class _StampedHTTPSConnection(HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        super().request(*args, **kwargs)
-        _written()
+class _StampedHTTPConnection(_Stamped, HTTPConnection):
+    pass
+
+
+class _StampedHTTPSConnection(_Stamped, HTTPSConnection):
+    pass
 
 
 class _StampedHTTPPool(HTTPConnectionPool):
