@@ -209,6 +209,19 @@ def _widened(conn: duckdb.DuckDBPyConnection, table: str, column: str, current: 
     return "DOUBLE"
 
 
+def incoming_columns(conn: duckdb.DuckDBPyConnection, batch: pa.Table) -> dict[str, tuple[str, str]]:
+    """The batch's fields as the table gets them: name -> (DuckDB type, expression over the view `batch`,
+    registered here); nested values go as JSON."""
+    conn.register("batch", batch)
+    nested_as_text = {field.name for field in batch.schema if field.metadata == JSON_TEXT}
+    incoming: dict[str, tuple[str, str]] = {}
+    for name, kind, *_ in conn.execute("DESCRIBE SELECT * FROM batch").fetchall():
+        structured = kind.startswith(("STRUCT", "MAP")) or kind.endswith("[]")
+        expression = f"to_json({quote(name)})" if structured else quote(name)
+        incoming[name] = ("JSON" if structured or name in nested_as_text else kind, expression)
+    return incoming
+
+
 def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -359,13 +372,7 @@ class Warehouse:
         fetched_at: datetime,
         track_changes: bool,
     ) -> Written:
-        conn.register("batch", batch)
-        nested_as_text = {field.name for field in batch.schema if field.metadata == JSON_TEXT}
-        incoming: dict[str, tuple[str, str]] = {}  # name -> (type, expression over the batch)
-        for name, kind, *_ in conn.execute("DESCRIBE SELECT * FROM batch").fetchall():
-            structured = kind.startswith(("STRUCT", "MAP")) or kind.endswith("[]")
-            expression = f"to_json({quote(name)})" if structured else quote(name)
-            incoming[name] = ("JSON" if structured or name in nested_as_text else kind, expression)
+        incoming = incoming_columns(conn, batch)
         incoming[PARTITION_COLUMN] = ("VARCHAR", _sql_literal(partition))
         incoming[FETCHED_AT_COLUMN] = (
             "TIMESTAMP WITH TIME ZONE",
