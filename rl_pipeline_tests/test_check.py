@@ -42,6 +42,7 @@ def test_each_pagination_style_shows_records_the_next_page_headers_and_types(
     record = day_records(42, date.fromisoformat(DAY))[0]
     assert set(columns) == set(record)
     assert (columns["id"], columns["quantity"], columns["customer"]) == ("VARCHAR", "BIGINT", "JSON")
+    assert columns["created_at"] == "TIMESTAMP WITH TIME ZONE"  # 2024-01-04T00:00:00.104Z
     assert len(server.api.stats()["requests"]) == 2  # two pages, nothing more
     assert not (tmp_path / "data" / "warehouse.duckdb").exists()  # nothing written
 
