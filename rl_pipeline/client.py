@@ -13,7 +13,7 @@ import math
 import random
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -27,7 +27,7 @@ from rl_pipeline.errors import ApiError, Blocked, MissingTokenError, PaginationE
 from rl_pipeline.events import EventSink, ignore
 from rl_pipeline.guard import ApiShared, EndpointGuard, Waited
 from rl_pipeline.pace import LearnedPace
-from rl_pipeline.pagination import PageRequest, dig, first_page, next_page
+from rl_pipeline.pagination import PageRequest, dig, first_page, next_page, outline
 from rl_pipeline.quota import Forecast, QuotaLedger, QuotaPolicy, Usage, forecast
 from rl_pipeline.retry import RetryPolicy
 from rl_pipeline.sources import ApiSpec, EndpointSpec
@@ -99,6 +99,7 @@ class Page:
     records: list[dict[str, Any]]
     next: PageRequest | None
     total: int | None = None  # the day's record count, where the API reports one
+    headers: Mapping[str, str] = field(default_factory=dict)  # its response's
 
 
 def json_body(response: requests.Response) -> Any:
@@ -144,6 +145,7 @@ class Answer:
     problem: str | None = None  # set when the try failed in a way worth retrying
     retry_after: float | None = None  # the server's floor for the next try
     throttled: bool = False  # a 429: a wait, not a failed attempt
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class ApiClient:
@@ -241,15 +243,17 @@ class ApiClient:
             if key in seen:
                 raise PaginationError(f"{where}: the API led back to an earlier page ({request.params or request.url})")
             seen.add(key)
-            body, links = self.get_json(endpoint, request, where)
+            answer = self.get_json(endpoint, request, where)
+            body = answer.body
             records = dig(body, spec.records_path)
             if not isinstance(records, list):
                 raise PaginationError(
-                    f"{where}: expected a list of records at {spec.records_path or 'the top level'!r}, "
-                    f"got {type(records).__name__}"
+                    f"{where}: expected a list of records at {spec.records_path or 'the top level'!r} "
+                    f"(records_path), got {outline(records) if records is not None else 'nothing'}; "
+                    f"the body is {outline(body)}"
                 )
             try:
-                following = next_page(spec.pagination, request, body, records, links)
+                following = next_page(spec.pagination, request, body, records, answer.links)
             except PaginationError as exc:
                 raise PaginationError(f"{where}: {exc}") from None
             if following is not None and _origin(following.url) != _origin(self.base_url):
@@ -258,11 +262,12 @@ class ApiClient:
                     "not followed (the API's token would go with it)"
                 )
             total = dig(body, getattr(spec.pagination, "total_path", None))
-            yield Page(number, where, request, records, following, total if isinstance(total, int) else None)
+            total = total if isinstance(total, int) else None
+            yield Page(number, where, request, records, following, total, answer.headers)
             request = following
 
-    def get_json(self, endpoint: str, request: PageRequest, where: str) -> tuple[Any, dict[str, dict[str, str]]]:
-        """GET one page through the endpoint's guard; retry what is worth retrying.
+    def get_json(self, endpoint: str, request: PageRequest, where: str) -> Answer:
+        """GET one page through the endpoint's guard, retrying what is worth retrying; return its answer.
 
         A 429 is a wait, not a failed attempt: while the server keeps answering
         429, only `request_deadline` bounds the request. Other failures (5xx,
@@ -277,7 +282,7 @@ class ApiClient:
             self.stats.add(requests=1)
             answer = self._try_once(prepared, request, where, guard, admitted)
             if answer.problem is None:
-                return answer.body, answer.links
+                return answer
             if answer.throttled:
                 self.stats.add(retries=1)
                 if self.clock.now() - started > self.retry.deadline:
@@ -375,7 +380,7 @@ class ApiClient:
                 problem=f"a body that is not JSON from {self._path(request)} ({self._masked(response.text[:80])!r})"
             )
         guard.on_answer(status, response.headers, probe=probe)
-        return Answer(body=body, links=response.links)
+        return Answer(body=body, links=response.links, headers=response.headers)
 
     def _path(self, request: PageRequest) -> str:
         return request.url.removeprefix(self.base_url)

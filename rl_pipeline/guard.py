@@ -27,7 +27,6 @@ from rl_pipeline.sources import ApiSpec, RateLimitSpec
 from rl_pipeline.state import StateStore, keys
 
 PACE = "pace"
-LATE = 0.001  # seconds between a grant and its request's write past which the next grant is pushed back
 
 
 def paced(rate: float) -> Limit:
@@ -155,11 +154,16 @@ class EndpointGuard:
 
         A request written late (a busy machine descheduled its thread, a new
         connection had to be opened) reaches the server late, and the next one,
-        sent on time, too soon after it, which a server without burst refuses:
-        the next grant is pushed back a full interval from now.
+        sent on time, too soon after it, which a server without burst refuses.
+        The pace is `margin` under the rate; half of that slack is kept for the
+        network, the other half absorbs lateness. A write later than that
+        pushes the next grant back to the server's interval (the pace's, less
+        half the slack) from now; one within it changes nothing and costs nothing.
         """
-        if self.clock.now() - granted_at > LATE:
-            self.limiter.pause(1 / self.limiter.limits[PACE].rate)
+        interval = 1 / self.limiter.limits[PACE].rate
+        slack = interval * self.shared.spec.pacing.margin / 2
+        if self.clock.now() - granted_at > slack:
+            self.limiter.pause(interval - slack)
 
     def _charge_quota(self) -> float:
         """Count the request against the quotas; wait for a reset within `max_wait`, else raise QuotaExhausted."""

@@ -45,6 +45,21 @@ def dig(body: Any, path: str | None) -> Any:
     return body
 
 
+def outline(body: Any) -> str:
+    """What a body holds at its top level, for an error that must say where the records are:
+    `an object with keys: data (list of 100), meta (object)`."""
+
+    def kind(value: Any) -> str:
+        if isinstance(value, list):
+            return f"list of {len(value)}"
+        return {dict: "object", str: "text", bool: "true/false", type(None): "null"}.get(type(value), "number")
+
+    if isinstance(body, dict):
+        keys = ", ".join(f"{key} ({kind(value)})" for key, value in list(body.items())[:12])
+        return f"an object with keys: {keys or 'none'}" + (", ..." if len(body) > 12 else "")
+    return f"a {kind(body)}"
+
+
 def first_page(spec: Any, url: str, params: dict[str, str]) -> PageRequest:
     """The request for a day's first page."""
     match spec:

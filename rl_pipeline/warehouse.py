@@ -29,7 +29,11 @@ import pyarrow.compute as pc
 
 from rl_pipeline.errors import WarehouseBusy, WarehouseError
 
-PARTITION_COLUMN = "_partition"
+PARTITION_COLUMN = "_partition"  # a DATE: the UTC day the record was fetched for
+TIMESTAMPTZ = "TIMESTAMP WITH TIME ZONE"  # as DuckDB names the type in information_schema
+# 2024-01-04T00:00:07Z, 2024-01-04 00:00:07.104+01:00: a date-time that says where it is. One without an
+# offset stays text: which zone it means is the API's to say, not a guess.
+ISO_TIMESTAMP = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)"
 FETCHED_AT_COLUMN = "_fetched_at"
 BOOKKEEPING = (PARTITION_COLUMN, FETCHED_AT_COLUMN)
 # One row per table and partition: what the API served (unique ids) and, where it says so, its own total.
@@ -209,6 +213,27 @@ def _widened(conn: duckdb.DuckDBPyConnection, table: str, column: str, current: 
     return "DOUBLE"
 
 
+def incoming_columns(conn: duckdb.DuckDBPyConnection, batch: pa.Table) -> dict[str, tuple[str, str]]:
+    """The batch's fields as the table gets them: name -> (DuckDB type, expression over the view `batch`,
+    registered here). Nested values go as JSON; text that is an ISO-8601 date-time with a UTC offset (or
+    Z) in every record of the batch that has it goes as TIMESTAMPTZ."""
+    conn.register("batch", batch)
+    nested_as_text = {field.name for field in batch.schema if field.metadata == JSON_TEXT}
+    incoming: dict[str, tuple[str, str]] = {}
+    for name, kind, *_ in conn.execute("DESCRIBE SELECT * FROM batch").fetchall():
+        structured = kind.startswith(("STRUCT", "MAP")) or kind.endswith("[]")
+        expression = f"to_json({quote(name)})" if structured else quote(name)
+        incoming[name] = ("JSON" if structured or name in nested_as_text else kind, expression)
+    text = [name for name, (kind, _) in incoming.items() if kind == "VARCHAR"]
+    if text:
+        tests = ", ".join(f"count({quote(n)}) > 0 AND bool_and(regexp_full_match({quote(n)}, $1))" for n in text)
+        stamped = conn.execute(f"SELECT {tests} FROM batch", [ISO_TIMESTAMP]).fetchone()
+        for name, is_timestamp in zip(text, stamped or (), strict=True):
+            if is_timestamp:
+                incoming[name] = (TIMESTAMPTZ, f"CAST({quote(name)} AS TIMESTAMPTZ)")
+    return incoming
+
+
 def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -359,18 +384,9 @@ class Warehouse:
         fetched_at: datetime,
         track_changes: bool,
     ) -> Written:
-        conn.register("batch", batch)
-        nested_as_text = {field.name for field in batch.schema if field.metadata == JSON_TEXT}
-        incoming: dict[str, tuple[str, str]] = {}  # name -> (type, expression over the batch)
-        for name, kind, *_ in conn.execute("DESCRIBE SELECT * FROM batch").fetchall():
-            structured = kind.startswith(("STRUCT", "MAP")) or kind.endswith("[]")
-            expression = f"to_json({quote(name)})" if structured else quote(name)
-            incoming[name] = ("JSON" if structured or name in nested_as_text else kind, expression)
-        incoming[PARTITION_COLUMN] = ("VARCHAR", _sql_literal(partition))
-        incoming[FETCHED_AT_COLUMN] = (
-            "TIMESTAMP WITH TIME ZONE",
-            f"TIMESTAMPTZ {_sql_literal(fetched_at.isoformat())}",
-        )
+        incoming = incoming_columns(conn, batch)
+        incoming[PARTITION_COLUMN] = ("DATE", f"DATE {_sql_literal(partition)}")
+        incoming[FETCHED_AT_COLUMN] = (TIMESTAMPTZ, f"TIMESTAMPTZ {_sql_literal(fetched_at.isoformat())}")
         existing = self._columns(conn, table)
         if not existing:
             self._create(conn, table, incoming)
@@ -434,6 +450,11 @@ class Warehouse:
             if current is None:
                 conn.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {column} {kind}")
                 current = kind
+            elif name == PARTITION_COLUMN and current == "VARCHAR":  # a table from before `_partition` was a DATE
+                conn.execute(f"ALTER TABLE {quote(table)} ALTER COLUMN {column} TYPE DATE")
+                current = kind
+            elif current == "VARCHAR" and kind == TIMESTAMPTZ:
+                expression = quote(name)  # a column of text keeps the API's text, not DuckDB's rendering of it
             elif current != kind and current != "VARCHAR":
                 current = _widened(conn, table, column, current, kind, expression)
                 if current != existing[column_name]:
@@ -458,7 +479,11 @@ class Warehouse:
                 [table],
             ).fetchall()
             counts = (
-                dict(conn.execute(f"SELECT {PARTITION_COLUMN}, count(*) FROM {quote(table)} GROUP BY 1").fetchall())
+                dict(
+                    conn.execute(
+                        f"SELECT CAST({PARTITION_COLUMN} AS VARCHAR), count(*) FROM {quote(table)} GROUP BY 1"
+                    ).fetchall()
+                )
                 if f"main.{table}" in known
                 else {}
             )

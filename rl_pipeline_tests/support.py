@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,9 @@ def table_rows(warehouse: Warehouse, table: str) -> tuple[int, dict[str, dict[st
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     out = {}
     for row in rows:
-        assert row.pop("_partition") == row["created_at"][:10]
+        # created_at is a TIMESTAMPTZ: back to the API's text (2024-01-04T00:00:00.104Z) to compare with it.
+        row["created_at"] = row["created_at"].astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert row.pop("_partition").isoformat() == row["created_at"][:10]
         row.pop("_fetched_at")
         for name in ("customer", "tags"):
             row[name] = json.loads(row[name])

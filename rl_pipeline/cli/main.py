@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     run processes and the demo API do not pay for importing what other commands need."""
     parser = _Parser(prog="rl-pipeline", description=__doc__)
     commands = parser.add_subparsers(
-        dest="command", required=True, parser_class=_Parser, metavar="{backfill,status,query,demo,demo-api}"
+        dest="command", required=True, parser_class=_Parser, metavar="{backfill,check,status,query,demo,demo-api}"
     )
     backfill = commands.add_parser(
         "backfill", help="materialize a date range through Dagster, headless, with a progress bar"
@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("asset", "first", "last", "run_id", "label"):
         chunk.add_argument(name)
     chunk.set_defaults(run="runs:cmd_run_chunk")
+    check = commands.add_parser("check", help="fetch a day's first pages; show what the sources file makes of them")
+    check.add_argument("--asset", required=True, help="asset name, e.g. events_offset")
+    check.add_argument("--day", required=True, metavar="YYYY-MM-DD")
+    check.add_argument("--pages", type=_positive_int, default=2, help="pages to fetch at most (default 2)")
+    check.set_defaults(run="check:cmd_check")
     commands.add_parser("status", help="partitions done, missing and failed; quota and forecast").set_defaults(
         run="status:cmd_status"
     )
