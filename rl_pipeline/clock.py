@@ -18,6 +18,17 @@ def iso_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def in_words(seconds: float) -> str:
+    """A duration as a person reads it: `40 s`, `12 min`, `3.4 h`, `2.5 days`."""
+    if seconds < 90:
+        return f"{max(seconds, 0):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 class Clock(Protocol):
     def now(self) -> float: ...
 

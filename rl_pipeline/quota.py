@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from rl_pipeline.clock import SYSTEM_CLOCK, Clock, iso_time
+from rl_pipeline.clock import SYSTEM_CLOCK, Clock, in_words, iso_time
 from rl_pipeline.errors import QuotaExhausted
 from rl_pipeline.state import StateStore, keys
 
@@ -127,10 +127,9 @@ class Forecast:
     def describe(self, now: float) -> str:
         if not self.partitions:
             return "nothing missing"
-        hours = (self.finishes_at - now) / 3600
         return (
             f"{self.partitions} partitions, ~{self.requests} requests: done by {iso_time(self.finishes_at)} "
-            f"(in {hours:.1f} h, limited by the {self.limited_by})"
+            f"(in {in_words(self.finishes_at - now)}, limited by the {self.limited_by})"
         )
 
 

@@ -114,11 +114,17 @@ def test_backfill_interrupted_by_ctrl_c_then_resumed(make_demo_api, workdir: Pat
     assert f"│ {len(days)}" in line.replace("  ", " ")
     assert "quota demo:" in status.stdout and "resets at" in status.stdout
     assert "pace demo: " in status.stdout and "req/s" in status.stdout
+    # One forecast for the API's four assets together (they share its rate and quota), in words.
+    assert re.search(
+        r"forecast demo \(4 assets together\): \d+ partitions, ~\d+ requests: done by \S+Z "
+        r"\(in [\d.]+ (s|min|h|days), limited by the (rate|daily quota)\)",
+        status.stdout,
+    ), status.stdout
     # From a subdirectory, with no variable saying where: the same project, the same numbers.
     (workdir / "notebooks").mkdir()
     unset = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "RL_DATA_DIR")}
     inside = cli("status", env={**unset, "COLUMNS": "200"}, cwd=workdir / "notebooks")
-    timeless = functools.partial(re.sub, r"\d{4}-\d\d-\d\dT[\d:]+Z|in [\d.]+ h|[\d.]+ req/s", "…")
+    timeless = functools.partial(re.sub, r"\d{4}-\d\d-\d\dT[\d:]+Z|in [\d.]+ (s|min|h|days)|[\d.]+ req/s", "…")
     assert inside.returncode == 0 and timeless(inside.stdout) == timeless(status.stdout), inside.stderr
     assert not (workdir / "notebooks" / "dagster_home").exists() and not (workdir / "notebooks" / "data").exists()
 

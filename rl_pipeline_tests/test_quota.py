@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rl_pipeline.clock import FakeClock
+from rl_pipeline.clock import FakeClock, in_words
 from rl_pipeline.errors import QuotaExhausted
 from rl_pipeline.quota import QuotaLedger, QuotaPolicy, Usage, forecast
 
@@ -134,3 +134,15 @@ def test_a_backfill_stops_cleanly_when_the_ledger_is_empty(make_demo_api, tmp_pa
     done = sorted(instance.get_materialized_partitions(dg.AssetKey("events_offset")))
     assert done == ["2024-01-01", "2024-01-02", "2024-01-03"]
     assert table_rows(warehouse, "events_offset")[1] == expected_rows(done)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"), [(0.4, "0 s"), (40, "40 s"), (95, "2 min"), (3000, "50 min"), (12_240, "3.4 h"),
+                           (216_000, "2.5 days")],
+)  # fmt: skip
+def test_a_forecast_says_how_long_in_the_unit_that_fits(seconds: float, words: str) -> None:
+    assert in_words(seconds) == words
+    now = at("2026-01-01T10:00:00")
+    assert f"(in {words}, limited by the rate)" in forecast(
+        1, 1, 1 / seconds, usage(10, 10, now), QuotaPolicy(), now
+    ).describe(now)

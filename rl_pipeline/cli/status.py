@@ -25,36 +25,43 @@ from rl_pipeline.state import redact_url
 
 @dataclass
 class AssetStatus:
+    api: str
     asset: str
     partitions: int
     materialized: int
     failed: int
     missing: int
-    forecast: str
+    requests: float  # what its days not yet materialized will take, by what its days took so far
 
 
-def status(
-    sources: SourcesFile, clients: dict[str, ApiClient], instance: dg.DagsterInstance | None = None
-) -> list[AssetStatus]:
-    """Per asset: partitions materialized, failed (and not since redone), missing; with the forecast
-    where `clients` has the API's client (budgets are kept per credential: no token, no forecast).
-    `instance`: the $DAGSTER_HOME one unless given."""
+def api_forecast(api: str, rows: list[AssetStatus], client: ApiClient | None, spec: ApiSpec) -> str:
+    """One forecast for all of an API's assets: they share its rate and its quota."""
+    if client is None:
+        return f"forecast {api}: set {spec.token_env} to see it"
+    mine = [row for row in rows if row.api == api]
+    days = sum(row.failed + row.missing for row in mine)
+    requests = sum(row.requests for row in mine)
+    outlook = client.forecast(days, requests / days if days else 0).describe(client.clock.now())
+    return f"forecast {api} ({len(mine)} assets together): {outlook}"
+
+
+def status(sources: SourcesFile, instance: dg.DagsterInstance | None = None) -> list[AssetStatus]:
+    """Per asset: partitions materialized, failed (and not since redone), missing, and the requests those
+    will take. `instance`: the $DAGSTER_HOME one unless given."""
     instance = instance or dg.DagsterInstance.get()
     failed_runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
     out = []
     for api, spec in sources.apis.items():
         partitions = daily_partitions(spec)
         keys = partitions.get_partition_keys()
-        client = clients.get(api)
         for endpoint_name, endpoint in spec.endpoints.items():
             key = dg.AssetKey(endpoint.table_name(endpoint_name))
             done = instance.get_materialized_partitions(key) & set(keys)
             failed = run_partitions(failed_runs, key, partitions) - done
             missing = len(keys) - len(done)
-            outlook = f"set {spec.token_env} to see it"
-            if client is not None:
-                outlook = client.forecast(missing, requests_per_partition(instance, key)).describe(client.clock.now())
-            out.append(AssetStatus(key.path[-1], len(keys), len(done), len(failed), missing - len(failed), outlook))
+            requests = missing * max(1.0, requests_per_partition(instance, key))
+            counts = (len(keys), len(done), len(failed), missing - len(failed))
+            out.append(AssetStatus(api, key.path[-1], *counts, requests))
     return out
 
 
@@ -66,13 +73,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         for api, spec in sources.apis.items()
         if not spec.token_env or os.environ.get(spec.token_env)
     }
-    table = Table("asset", "partitions", "materialized", "failed", "missing", "forecast")
-    for row in status(sources, clients):
+    table = Table("asset", "partitions", "materialized", "failed", "missing", "requests needed")
+    rows = status(sources)
+    for row in rows:
         counts = (row.partitions, row.materialized, row.failed, row.missing)
-        table.add_row(row.asset, *map(str, counts), row.forecast)
+        table.add_row(row.asset, *map(str, counts), f"~{row.requests:,.0f}")
     console = Console(width=max(Console().width, 140))
     console.print(table)
     for api, spec in sources.apis.items():
+        print(api_forecast(api, rows, clients.get(api), spec))
         print_budgets(console, api, spec, clients.get(api))
     store = redact_url(DEFAULT_STATE_STORE)
     print(f"instance {os.environ['DAGSTER_HOME']}; warehouse {DEFAULT_WAREHOUSE}; state store {store}")
