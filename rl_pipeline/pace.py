@@ -17,7 +17,7 @@ rate this module gives, which:
   server's rate converges in a few storms, not one per 5%) — or, when the 429
   came alone at a pace that had settled (`memory` seconds after the last: a
   request that reached the server a little early), to where it had settled;
-  beyond that it climbs only by `probe` of the ceiling per second, so a server
+  beyond that it climbs only by `probe` of that rate per second, so a server
   that really is slower is asked again rarely;
 - never goes above the ceiling or below `floor`, and grows only while
   requests succeed (an idle hour does not bring back a rate nobody tried).
@@ -48,7 +48,7 @@ class PacePolicy:
     decrease: float = 0.8  # factor on a 429
     recover: float = 5.0  # seconds to climb back to `settle` times the rate that drew the last 429
     settle: float = 0.95  # a server refuses near its limit on arrival jitter alone: stay this far under
-    probe: float = 0.0005  # beyond that, share of the ceiling regained per second
+    probe: float = 0.0005  # beyond that, share of the refused rate (at most the ceiling) regained per second
     slow_start: float = 1.5  # before any 429: factor per second of successes (unpublished limits only)
     cooldown: float = 1.0  # seconds after a decrease in which 429s do not decrease again
     memory: float = 30.0  # a 429 this long after the last, at the settled pace, leaves the pace where it settled
@@ -124,7 +124,7 @@ class LearnedPace:
         else:
             target = max(state.base, self.target(state))
             climbed = state.base + (target - state.base) * min(1.0, grown / policy.recover)
-            probe = policy.probe * min(policy.ceiling, state.refused_at_rate)  # not the 1000/s of an unknown limit
+            probe = policy.probe * min(policy.ceiling, state.refused_at_rate)  # not an unknown limit's 1000/s
             rate = climbed + probe * max(0.0, grown - policy.recover)
         return min(self.cap, max(policy.floor, rate))
 
@@ -167,7 +167,7 @@ class LearnedPace:
                 slow_starting = math.isinf(old.refused_at_rate) and policy.initial < self.cap
                 isolated = old.last_429 > 0 and now - old.last_429 >= policy.memory and not slow_starting
                 refused_at = max(old.refused_at_rate, before) if isolated else before
-                fall_from = before / policy.slow_start if slow_starting else min(before, refused_at)
+                fall_from = before / policy.slow_start if slow_starting else before
                 after = max(policy.floor, fall_from * policy.decrease)
                 streak = old.streak if isolated else old.streak + 1
                 state = PaceState(after, now, refused_at, old.last_success, now, strikes=1, streak=streak)

@@ -346,8 +346,9 @@ class Warehouse:
             conn.execute(f"INSERT OR REPLACE INTO {PARTITIONS_TABLE} SELECT * FROM {LEGACY_PARTITIONS_TABLE}")
             conn.execute(f"DROP TABLE {LEGACY_PARTITIONS_TABLE}")
 
-    def _shape(self, conn: duckdb.DuckDBPyConnection, table: str, partition: str) -> TableShape | None:
-        columns = self._columns(conn, table)
+    @staticmethod
+    def _shape(conn: duckdb.DuckDBPyConnection, table: str, partition: str) -> TableShape | None:
+        columns = Warehouse._columns(conn, table)
         if not columns:
             return None  # a day with no records, before any day had one
         rows, partition_rows = conn.execute(

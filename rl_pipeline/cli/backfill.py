@@ -39,6 +39,13 @@ def find_asset(sources: SourcesFile, name: str) -> tuple[str, ApiSpec]:
     raise UsageError(f"unknown asset {name!r} (known: {', '.join(known)})")
 
 
+def missing_token(api: str, spec: ApiSpec) -> str | None:
+    """What to say when the API's token variable is not set, else None."""
+    if spec.token_env and not os.environ.get(spec.token_env):
+        return f"API {api} needs its token: set the environment variable {spec.token_env}"
+    return None
+
+
 def check_range(spec: ApiSpec, first: str, last: str) -> tuple[str, str]:
     """Validated ISO dates within the asset's partitions."""
     try:
@@ -178,9 +185,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     sources = load_sources()
     api, spec = find_asset(sources, args.asset)
     first, last = check_range(spec, args.first, args.last)
-    if spec.token_env and not os.environ.get(spec.token_env):
-        print(f"rl-pipeline backfill: API {api} needs its token: set the environment variable {spec.token_env}",
-              file=sys.stderr)  # fmt: skip
+    if problem := missing_token(api, spec):
+        print(f"rl-pipeline backfill: {problem}", file=sys.stderr)
         return 1
     use_project_instance()
     console = Console(stderr=True, width=max(Console().width, 120))

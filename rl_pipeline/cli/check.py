@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import duckdb
 
-from rl_pipeline.cli.backfill import check_range, find_asset
+from rl_pipeline.cli.backfill import check_range, find_asset, missing_token
 from rl_pipeline.client import Page
 from rl_pipeline.defs.resources import RateLimitedApi
 from rl_pipeline.errors import RlPipelineError, UsageError
@@ -32,8 +32,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     api, spec = find_asset(load_sources(), args.asset)
     endpoint = next(name for name, e in spec.endpoints.items() if e.table_name(name) == args.asset)
     day = date.fromisoformat(check_range(spec, args.day, args.day)[0])
-    if spec.token_env and not os.environ.get(spec.token_env):
-        raise UsageError(f"API {api} needs its token: set the environment variable {spec.token_env}")
+    if problem := missing_token(api, spec):
+        raise UsageError(problem)
     client = RateLimitedApi(api=api, token=os.environ.get(spec.token_env or "")).client()
     pages: list[Page] = []
     try:
