@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 import requests
 
-from rl_pipeline.cli.runs import BACKFILL_TAG
+from rl_pipeline.cli.runs import BACKFILL_TAG, FAILURE
 from rl_pipeline.defs.partitions import RANGE_START
 from rl_pipeline.warehouse import Warehouse
 from rl_pipeline_tests.support import ADMIN, day_range, expected_rows, start_backfill, table_rows
@@ -221,7 +221,8 @@ def test_backfill_runs_ranges_at_once_and_a_failed_one_stops_it_until_rerun(make
     assert line.startswith("rl-pipeline backfill: stopped: WarehouseError: source demo.events_offset, ")
     assert "partition 2024-02-10" in line and "has no 'id'" in line and "run it again" not in line
     log = Path(line.split("(full log: ")[1].rstrip(")"))
-    assert "STEP_FAILURE" in log.read_text()  # the Dagster log of the run, with the whole error
+    whole = log.read_text().split(FAILURE)[1]  # the run's log, with the whole error
+    assert "Stack Trace:" in whole and "partition 2024-02-10" in whole and "has no 'id'" in whole
     instance = dg.DagsterInstance.get()
     done = instance.get_materialized_partitions(dg.AssetKey("events_offset"))
     assert set(days[:33]) <= done and "2024-02-10" not in done  # the other run finished; its own days before

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the type of a step failure's error; Dagster does not export
     from dagster_shared.error import SerializableErrorInfo
 
 CAUSE = "rl-pipeline cause: "  # the line of a run process's output that says why it failed
+FAILURE = "rl-pipeline failure, in full:"  # heads the whole error of a failed run, after the run
 EVENT = "rl-pipeline event: "  # a line of a run process's output that its user should see at once
 BACKFILL_TAG = "rl-pipeline/backfill"  # on every run of one `rl-pipeline backfill`: asset, range, start
 # Words of a cause that a later rerun may get past; a wrong token, a 4xx or bad data it will not.
@@ -58,8 +59,12 @@ def run_chunk(asset: str, first: str, last: str, run_id: str, label: str) -> int
         return 130
     if not result.success:
         step_failure = next((e for e in result.all_events if e.is_step_failure), None)
-        cause = root_cause(step_failure.step_failure_data.error) if step_failure else "the run failed"
-        print(CAUSE + cause, file=sys.stderr, flush=True)
+        error = step_failure.step_failure_data.error if step_failure else None
+        if error is not None:
+            # Dagster's own STEP_FAILURE lines reach this output through its log capture, whose tail of the
+            # captured file may stop before the last second of it: the whole error is written here again.
+            print(f"{FAILURE}\n{error.to_string()}", file=sys.stderr)
+        print(CAUSE + (root_cause(error) if error else "the run failed"), file=sys.stderr, flush=True)
     return 0 if result.success else 1
 
 
