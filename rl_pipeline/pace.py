@@ -12,11 +12,14 @@ rate this module gives, which:
   overshoot for a while): once per storm — the 429s of requests already in
   flight, and of probes sent before anything succeeded again, change nothing;
 - then climbs back within `recover` seconds to `settle` times the rate that
-  drew the 429, `settle` squared after a second storm in a row, cubed after a
-  third (each within `memory` seconds of the last: a file far above the
-  server's rate converges in a few storms, not one per 5%) — or, when the 429
-  came alone at a pace that had settled (`memory` seconds after the last: a
-  request that reached the server a little early), to where it had settled;
+  drew the 429, `settle` squared after a second storm in a row at the rate
+  it had settled at, cubed after a third (each within `memory` seconds of the
+  last: a file far above the server's rate converges in a few storms, not one
+  per 5%) — but a 429 before the climb got there says the climb crossed the
+  server's limit just under the rate that drew it: `settle` times that, once;
+  or, when the 429 came alone at a pace that had settled (`memory` seconds
+  after the last: a request that reached the server a little early), to
+  where it had settled;
   beyond that it climbs only by `probe` of that rate per second, so a server
   that really is slower is asked again rarely;
 - never goes above the ceiling or below `floor`, and grows only while
@@ -169,7 +172,10 @@ class LearnedPace:
                 refused_at = max(old.refused_at_rate, before) if isolated else before
                 fall_from = before / policy.slow_start if slow_starting else before
                 after = max(policy.floor, fall_from * policy.decrease)
-                streak = old.streak if isolated else old.streak + 1
+                # Refused while still climbing to where it meant to settle: the climb crossed the server's
+                # limit, just under this rate, however far over the storms before were.
+                crossed = before < self.target(old) * (1 - 1e-9)
+                streak = old.streak if isolated else 1 if crossed else old.streak + 1
                 state = PaceState(after, now, refused_at, old.last_success, now, strikes=1, streak=streak)
             else:
                 after = before  # probing after a pause, refused again: wait longer, do not cut again

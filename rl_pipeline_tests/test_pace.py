@@ -43,11 +43,12 @@ def succeed_for(pace: LearnedPace, clock: FakeClock, seconds: float) -> None:
 
 
 def refused_twice(pace: LearnedPace, clock: FakeClock) -> float:
-    """A 429 at the cap, 2 s of successes, another: the second lowers where the pace settles. Returns its rate."""
+    """A 429 at the cap, 5 s of successes back to where it settled, another there: the second lowers where
+    the pace settles. Returns its rate."""
     pace.on_success()
     clock.advance(0.05)
     pace.on_refused(retry_after=None)
-    succeed_for(pace, clock, 2.0)
+    succeed_for(pace, clock, 5.0)
     return pace.on_refused(retry_after=None).before
 
 
@@ -76,6 +77,19 @@ def test_storms_in_a_row_settle_it_lower_each_time_then_it_only_probes(store, na
     third = pace.on_refused(retry_after=None).before  # a third storm, 15 s after the second
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(0.95**3 * third, abs=1e-6)
+
+
+def test_a_429_while_climbing_back_settles_under_it_alone(store, namespace) -> None:
+    """A no-burst server refuses the moment the climb crosses its limit: that rate is just over it, however
+    far over the cap was; the storms before it do not push where it settles lower still."""
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
+    refused_twice(pace, clock)
+    succeed_for(pace, clock, 2.0)  # climbing back, not there yet
+    crossed = pace.on_refused(retry_after=None).before
+    assert crossed < 0.95**2 * 19.4
+    succeed_for(pace, clock, 5.0)
+    assert pace.rate() == pytest.approx(0.95 * crossed, abs=1e-6)
 
 
 def test_a_lone_429_at_the_settled_pace_is_jitter_and_where_it_settled_stays(store, namespace) -> None:
