@@ -115,13 +115,17 @@ class LearnedPace:
         that drew it (the cap before any)."""
         return min(self.cap, state.refused_at_rate * self.policy.settle ** max(1, state.streak))
 
+    @staticmethod
+    def grown(state: PaceState, now: float) -> float:
+        """Seconds the pace has grown since `since`: while successes keep coming, and until
+        GROWTH_WITHOUT_NEWS after the last."""
+        if state.last_success < state.since:
+            return 0.0
+        return max(0.0, min(now, state.last_success + GROWTH_WITHOUT_NEWS) - state.since)
+
     def rate_of(self, state: PaceState, now: float) -> float:
         """The pace `state` gives at `now`."""
-        policy = self.policy
-        # Growth runs from `since` while successes keep coming, and stops GROWTH_WITHOUT_NEWS after the last.
-        grown = 0.0
-        if state.last_success >= state.since:
-            grown = max(0.0, min(now, state.last_success + GROWTH_WITHOUT_NEWS) - state.since)
+        policy, grown = self.policy, self.grown(state, now)
         if math.isinf(state.refused_at_rate):
             rate = state.base * policy.slow_start**grown if state.base < self.cap else state.base
         else:
@@ -172,9 +176,10 @@ class LearnedPace:
                 refused_at = max(old.refused_at_rate, before) if isolated else before
                 fall_from = before / policy.slow_start if slow_starting else before
                 after = max(policy.floor, fall_from * policy.decrease)
-                # Refused while still climbing to where it meant to settle: the climb crossed the server's
-                # limit, just under this rate, however far over the storms before were.
-                crossed = before < self.target(old) * (1 - 1e-9)
+                # Refused after a second of climbing, before it got where it meant to settle: the climb
+                # crossed the server's limit, just under this rate, however far over the storms before
+                # were. (Refused sooner, the server was still full from the storm: that says nothing.)
+                crossed = self.grown(old, now) >= policy.cooldown and before < self.target(old) * (1 - 1e-9)
                 streak = old.streak if isolated else 1 if crossed else old.streak + 1
                 state = PaceState(after, now, refused_at, old.last_success, now, strikes=1, streak=streak)
             else:

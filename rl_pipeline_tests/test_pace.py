@@ -92,6 +92,19 @@ def test_a_429_while_climbing_back_settles_under_it_alone(store, namespace) -> N
     assert pace.rate() == pytest.approx(0.95 * crossed, abs=1e-6)
 
 
+def test_a_429_as_soon_as_it_resumes_says_nothing_of_a_crossing_and_settles_lower(store, namespace) -> None:
+    """Refused within a second of climbing, the server was still full from the storm before (a window that
+    counts refused requests): storms in a row, each settling lower."""
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
+    refused_twice(pace, clock)
+    clock.advance(1.0)  # everyone paused
+    succeed_for(pace, clock, 0.5)
+    soon = pace.on_refused(retry_after=None).before
+    succeed_for(pace, clock, 5.0)
+    assert pace.rate() == pytest.approx(0.95**3 * soon, abs=1e-6)
+
+
 def test_a_lone_429_at_the_settled_pace_is_jitter_and_where_it_settled_stays(store, namespace) -> None:
     clock = FakeClock()
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
