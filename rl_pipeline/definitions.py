@@ -10,19 +10,20 @@ from rl_pipeline.defs.assets import api_resource_key, endpoint_asset
 from rl_pipeline.defs.resources import DuckDBWarehouse, RateLimitedApi
 from rl_pipeline.defs.schedules import daily_schedule
 from rl_pipeline.defs.sensors import quota_sensor
+from rl_pipeline.defs.usage import usage_asset, usage_sensor
 from rl_pipeline.locations import STATE_STORE_ENV
 from rl_pipeline.sources import SourcesFile, load_sources
 
 
 def build_definitions(sources: SourcesFile | None = None, sources_file: str | None = None) -> dg.Definitions:
-    """Assets, a daily job, schedule, freshness checks and quota sensor per API, and resources, from a
-    sources file."""
+    """Assets, a daily job, schedule, freshness checks, quota sensor and usage picture per API, and
+    resources, from a sources file."""
     sources = sources or load_sources(sources_file)
     assets, jobs, schedules, sensors, checks, resources = [], [], [], [], [], {}
     for api, spec in sources.apis.items():
         api_assets = [endpoint_asset(api, endpoint, spec) for endpoint in spec.endpoints]
-        assets += api_assets
-        sensors.append(quota_sensor(api, spec, [a.key for a in api_assets]))
+        assets += [*api_assets, usage_asset(api, spec)]
+        sensors += [quota_sensor(api, spec, [a.key for a in api_assets]), usage_sensor(api, sources)]
         job = dg.define_asset_job(
             f"{api}_daily",
             selection=dg.AssetSelection.groups(api),

@@ -19,6 +19,8 @@ import requests
 
 from rl_pipeline.cli.runs import BACKFILL_TAG, FAILURE
 from rl_pipeline.defs.partitions import RANGE_START
+from rl_pipeline.defs.usage import backlogs
+from rl_pipeline.sources import load_sources
 from rl_pipeline.warehouse import Warehouse
 from rl_pipeline_tests.support import ADMIN, day_range, expected_rows, start_backfill, table_rows
 
@@ -120,11 +122,25 @@ def test_backfill_interrupted_by_ctrl_c_then_resumed(make_demo_api, workdir: Pat
         r"\(in [\d.]+ (s|min|h|days), limited by the (rate|daily quota)\)",
         status.stdout,
     ), status.stdout
+    # The picture of the API: requests/s of its assets together, a bar a minute, against the file's limit.
+    picture = re.search(r"requests demo, last 30 min \(a bar a minute, full = 20 req/s, the file's limit\): "
+                        r"([ ▁▂▃▄▅▆▇█]{30})  last minute [\d.]+ req/s", status.stdout)  # fmt: skip
+    assert picture and picture.group(1).strip(), status.stdout
+    # ... and in the UI: points of `apis/demo` (one at each backfill's end), Dagster plots each number.
+    points = instance.fetch_observations(dg.AssetKey(["apis", "demo"]), limit=10).records
+    assert len(points) >= 2
+    last = {name: entry.value for name, entry in points[0].asset_observation.metadata.items()}
+    assert last["limit_per_s"] == 20 and 0 < last["requests_per_s"] <= 20 + 20 / 60  # the burst, once a minute
+    assert 0 < last["learned_per_s"] <= 20 and last["quota_used_today"] > 0
+    rows = backlogs(load_sources(), instance)
+    assert last["backlog_days"] == sum(row.missing + row.failed for row in rows) and last["done_in_hours"] > 0
     # From a subdirectory, with no variable saying where: the same project, the same numbers.
     (workdir / "notebooks").mkdir()
     unset = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "RL_DATA_DIR")}
     inside = cli("status", env={**unset, "COLUMNS": "200"}, cwd=workdir / "notebooks")
-    timeless = functools.partial(re.sub, r"\d{4}-\d\d-\d\dT[\d:]+Z|in [\d.]+ (s|min|h|days)|[\d.]+ req/s", "…")
+    timeless = functools.partial(
+        re.sub, r"\d{4}-\d\d-\d\dT[\d:]+Z|in [\d.]+ (s|min|h|days)|[\d.]+ req/s|\): [ ▁-█]+  ", "…"
+    )
     assert inside.returncode == 0 and timeless(inside.stdout) == timeless(status.stdout), inside.stderr
     assert not (workdir / "notebooks" / "dagster_home").exists() and not (workdir / "notebooks" / "data").exists()
 

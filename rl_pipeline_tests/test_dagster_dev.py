@@ -23,6 +23,7 @@ from rl_pipeline.warehouse import Warehouse
 from rl_pipeline_tests.support import day_range, expected_rows, required, running_dagster_dev, table_rows
 
 DAYS = 3
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 @dataclass
@@ -118,6 +119,13 @@ def test_the_daily_schedule_lands_the_day_that_ended_under_the_daemon(dagster_de
         assert table_rows(warehouse, asset)[1] == expected_rows([yesterday])
 
 
+def api_points(dagster_dev: DagsterDev) -> list[dict[str, float]]:
+    """The numbers of each point of `apis/demo`'s picture, newest first."""
+    with dagster_dev.instance() as instance:
+        records = instance.fetch_observations(dg.AssetKey(["apis", "demo"]), limit=100).records
+    return [{k: v.value for k, v in r.asset_observation.metadata.items()} for r in records]
+
+
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -158,7 +166,23 @@ def test_a_backfill_launched_from_the_ui_in_a_real_browser(dagster_dev: DagsterD
             page.goto(f"{dagster_dev.url}/assets/events_link?view=partitions", wait_until="networkidle")
             expect(page.get_by_text(f"Materialized ({DAYS})")).to_be_visible(timeout=30_000)  # as the user sees it
             page.screenshot(path=str(tmp_path / "materialized.png"))
+            # The API's picture: the usage sensor's points, plotted by Dagster on the asset `apis/demo`.
+            wait_for(lambda: len(api_points(dagster_dev)) >= 2, 150, "two points of the API's picture")
+            page.goto(f"{dagster_dev.url}/assets/apis/demo?view=events", wait_until="networkidle")
+            page.get_by_role("button", name="Plots").click()
+            for number in ("requests_per_s", "limit_per_s", "learned_per_s", "quota_left", "done_in_hours"):
+                expect(page.get_by_text(number, exact=True).first).to_be_visible(timeout=30_000)
+            expect(page.locator("canvas").first).to_be_visible()
+            page.screenshot(path=str(tmp_path / "api_picture.png"))
+            if os.environ.get("RL_UPDATE_SCREENSHOTS"):
+                shutil.copy(
+                    tmp_path / "api_picture.png", Path(__file__).resolve().parents[1] / "docs" / "api_picture.png"
+                )
         finally:
             browser.close()
+    points = api_points(dagster_dev)
+    assert all(point["limit_per_s"] == 20 for point in points)  # the sources file's limit, the line to read against
+    assert any(0 < point["requests_per_s"] <= 20 for point in points)  # the backfill's requests, all workers
+    assert points[0]["backlog_days"] == 3 * DAYS  # the other three assets; events_link is done
     count, rows = table_rows(Warehouse(dagster_dev.data / "warehouse.duckdb"), "events_link")
     assert count == len(expected_rows(dagster_dev.days)) and rows == expected_rows(dagster_dev.days)

@@ -9,9 +9,9 @@ import dagster as dg
 import pytest
 import yaml
 
-from rl_pipeline.cli.status import status
 from rl_pipeline.definitions import build_definitions
 from rl_pipeline.defs.partitions import RANGE_END, RANGE_START
+from rl_pipeline.defs.usage import backlogs
 from rl_pipeline.demo_api.faults import Faults
 from rl_pipeline.sources import SHIPPED_SOURCES, load_sources
 from rl_pipeline.warehouse import Warehouse
@@ -86,7 +86,7 @@ def test_a_gap_shows_in_status_and_the_quota_sensor_fills_it(demo_api, warehouse
     instance = dg.DagsterInstance.ephemeral()
     for day in ("2024-01-01", "2024-01-02", "2024-01-04"):
         assert materialize_range(["events_offset"], day, day, warehouse, store_url, instance=instance).success
-    rows = {row.asset: row for row in status(load_sources(), instance=instance)}
+    rows = {row.asset: row for row in backlogs(load_sources(), instance)}
     total = rows["events_offset"].partitions
     assert (rows["events_offset"].materialized, rows["events_offset"].missing) == (3, total - 3)
     assert ranges(tick(instance, store_url))["events_offset"] == ("2024-01-03", "2024-01-03")

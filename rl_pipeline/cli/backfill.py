@@ -23,6 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rl_pipeline.cli.environment import interrupt_on_signals, use_project_instance
 from rl_pipeline.cli.runs import RunProcess, rerun_may_help
 from rl_pipeline.defs.partitions import daily_partitions, stretches
+from rl_pipeline.defs.resources import RateLimitedApi
+from rl_pipeline.defs.usage import OBSERVE_EVERY, observe
 from rl_pipeline.errors import UsageError
 from rl_pipeline.sources import ApiSpec, SourcesFile, load_sources
 
@@ -197,15 +199,49 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=console, transient=True) as bar, Picture(sources, api) as picture:
         line = LiveLine(bar, bar.add_task("backfill", total=None, detail=""), console.is_terminal)
+
+        def on_progress(progress: BackfillProgress, wanted: int, said: list[str]) -> None:
+            line.show(progress, wanted, said)
+            picture.when_due()
+
         interrupt_on_signals()
         backfill = Backfill(args.asset, first, last, spec, runs_at_once=args.runs or RUNS_AT_ONCE)
-        done, wanted, error = backfill.run(line.show)
+        done, wanted, error = backfill.run(on_progress)
     summary(console, args.asset, done, wanted, error)
     if error == "interrupted":
         return 130
     return 1 if error else 0
+
+
+class Picture:
+    """Points of the API's picture (`apis/<api>`) every OBSERVE_EVERY seconds while a backfill runs, and one
+    at its end: what the usage sensor observes under the daemon, for a backfill with no daemon."""
+
+    def __init__(self, sources: SourcesFile, api: str) -> None:
+        self.instance, self.sources, self.api = dg.DagsterInstance.get(), sources, api
+        token_env = sources.apis[api].token_env
+        self.client = RateLimitedApi(api=api, token=os.environ.get(token_env) if token_env else None).client()
+        self.due = time.time() + OBSERVE_EVERY
+
+    def when_due(self) -> None:
+        if time.time() >= self.due:
+            self.observe()
+
+    def observe(self) -> None:
+        self.instance.report_runless_asset_event(observe(self.instance, self.sources, self.api, self.client))
+        self.due = time.time() + OBSERVE_EVERY
+
+    def __enter__(self) -> Picture:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.observe()
+        finally:
+            self.client.close()
+            self.client.store.close()
 
 
 class LiveLine:

@@ -4,8 +4,9 @@ quota, circuits and pace. Needs no token: budgets are kept per credential, so wi
 from __future__ import annotations
 
 import argparse
+import math
 import os
-from dataclasses import dataclass
+import time
 
 import dagster as dg
 from rich.console import Console
@@ -14,27 +15,17 @@ from rich.table import Table
 from rl_pipeline.cli.environment import use_project_instance
 from rl_pipeline.client import ApiClient
 from rl_pipeline.clock import iso_time
-from rl_pipeline.defs.partitions import daily_partitions, run_partitions
 from rl_pipeline.defs.resources import RateLimitedApi
-from rl_pipeline.defs.sensors import requests_per_partition
+from rl_pipeline.defs.usage import AssetBacklog, asset_keys, backlogs, rate_history, sparkline
 from rl_pipeline.locations import DEFAULT_STATE_STORE, DEFAULT_WAREHOUSE
 from rl_pipeline.pace import describe_pace
-from rl_pipeline.sources import ApiSpec, SourcesFile, load_sources
+from rl_pipeline.sources import ApiSpec, load_sources
 from rl_pipeline.state import redact_url
 
-
-@dataclass
-class AssetStatus:
-    api: str
-    asset: str
-    partitions: int
-    materialized: int
-    failed: int
-    missing: int
-    requests: float  # what its days not yet materialized will take, by what its days took so far
+PICTURE_MINUTES = 30
 
 
-def api_forecast(api: str, rows: list[AssetStatus], client: ApiClient | None, spec: ApiSpec) -> str:
+def api_forecast(api: str, rows: list[AssetBacklog], client: ApiClient | None, spec: ApiSpec) -> str:
     """One forecast for all of an API's assets: they share its rate and its quota."""
     if client is None:
         return f"forecast {api}: set {spec.token_env} to see it"
@@ -45,24 +36,16 @@ def api_forecast(api: str, rows: list[AssetStatus], client: ApiClient | None, sp
     return f"forecast {api} ({len(mine)} assets together): {outlook}"
 
 
-def status(sources: SourcesFile, instance: dg.DagsterInstance | None = None) -> list[AssetStatus]:
-    """Per asset: partitions materialized, failed (and not since redone), missing, and the requests those
-    will take. `instance`: the $DAGSTER_HOME one unless given."""
-    instance = instance or dg.DagsterInstance.get()
-    failed_runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
-    out = []
-    for api, spec in sources.apis.items():
-        partitions = daily_partitions(spec)
-        keys = partitions.get_partition_keys()
-        for endpoint_name, endpoint in spec.endpoints.items():
-            key = dg.AssetKey(endpoint.table_name(endpoint_name))
-            done = instance.get_materialized_partitions(key) & set(keys)
-            failed = run_partitions(failed_runs, key, partitions) - done
-            missing = len(keys) - len(done)
-            requests = missing * max(1.0, requests_per_partition(instance, key))
-            counts = (len(keys), len(done), len(failed), missing - len(failed))
-            out.append(AssetStatus(api, key.path[-1], *counts, requests))
-    return out
+def rate_picture(instance: dg.DagsterInstance, api: str, spec: ApiSpec, now: float) -> str:
+    """The requests/s of all of an API's assets together, a bar a minute for the last half hour, against
+    the file's limit: `requests demo, last 30 min (a bar a minute, full = 20 req/s): ▁▅███▇  now 19.2 req/s`."""
+    rates = rate_history(instance, asset_keys(spec), now, PICTURE_MINUTES, 60.0)
+    limit = spec.pace_policy().ceiling
+    full = f"{limit:g} req/s, the file's limit" if math.isfinite(limit) else f"{max(rates):.1f} req/s"
+    return (
+        f"requests {api}, last {PICTURE_MINUTES} min (a bar a minute, full = {full}): "
+        f"{sparkline(rates, limit)}  last minute {rates[-1]:.1f} req/s"
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -74,13 +57,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not spec.token_env or os.environ.get(spec.token_env)
     }
     table = Table("asset", "partitions", "materialized", "failed", "missing", "requests needed")
-    rows = status(sources)
+    instance = dg.DagsterInstance.get()
+    rows = backlogs(sources, instance)
     for row in rows:
         counts = (row.partitions, row.materialized, row.failed, row.missing)
         table.add_row(row.asset, *map(str, counts), f"~{row.requests:,.0f}")
     console = Console(width=max(Console().width, 140))
     console.print(table)
     for api, spec in sources.apis.items():
+        print(rate_picture(instance, api, spec, time.time()))
         print(api_forecast(api, rows, clients.get(api), spec))
         print_budgets(console, api, spec, clients.get(api))
     store = redact_url(DEFAULT_STATE_STORE)

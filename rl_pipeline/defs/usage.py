@@ -1,0 +1,174 @@
+"""One picture per API: how fast all its workers go against its limit, its quota burning down, its backlog.
+
+Each API has an asset of its own, `apis/<api>`, that nothing materializes:
+every `OBSERVE_EVERY` seconds (the usage sensor under the daemon, and
+`rl-pipeline backfill` while it runs) it gets an observation whose numbers
+Dagster's UI plots over time on the asset's Plots tab — requests/s of all
+the API's assets together over the last minute, the file's limit and the
+learned pace beside it, the quota used and left, the days missing and the
+hours until they are done. `rl-pipeline status` prints the same numbers, with
+the requests/s of the last half hour as a line of bars.
+
+The requests/s are read from the per-day materializations (each says how
+many requests its day took), so every run process, worker and machine counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import dagster as dg
+
+from rl_pipeline.client import ApiClient
+from rl_pipeline.defs.assets import api_resource_key
+from rl_pipeline.defs.partitions import daily_partitions, run_partitions
+from rl_pipeline.defs.sensors import requests_per_partition
+from rl_pipeline.sources import ApiSpec, SourcesFile
+
+OBSERVE_EVERY = 30  # seconds between two points of the picture
+RATE_WINDOW = 60.0  # seconds the achieved requests/s is averaged over
+BARS = " ▁▂▃▄▅▆▇█"
+PAGE = 1000  # materializations read at a time (Dagster reads at most 10,000)
+
+
+def usage_key(api: str) -> dg.AssetKey:
+    return dg.AssetKey(["apis", api])
+
+
+def usage_asset(api: str, spec: ApiSpec) -> dg.AssetSpec:
+    limit = f"{spec.pace_policy().ceiling:g} req/s" if spec.rate_limits else "no published limit"
+    return dg.AssetSpec(
+        usage_key(api),
+        group_name=api,
+        kinds={"api"},
+        description=(
+            f"API `{api}` ({limit}): its requests/s (all assets together), limit, learned pace, quota and "
+            f"backlog, observed every {OBSERVE_EVERY}s while it is used. See the Plots tab."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class AssetBacklog:
+    api: str
+    asset: str
+    partitions: int
+    materialized: int
+    failed: int
+    missing: int  # never tried, or tried and not failed
+    requests: float  # what its days not yet materialized will take, by what its days took so far
+
+
+def backlogs(sources: SourcesFile, instance: dg.DagsterInstance) -> list[AssetBacklog]:
+    """Per asset: partitions materialized, failed (and not since redone), missing, and the requests those
+    will take."""
+    failed_runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+    out = []
+    for api, spec in sources.apis.items():
+        partitions = daily_partitions(spec)
+        keys = partitions.get_partition_keys()
+        for key in asset_keys(spec):
+            done = instance.get_materialized_partitions(key) & set(keys)
+            failed = run_partitions(failed_runs, key, partitions) - done
+            missing = len(keys) - len(done)
+            requests = missing * max(1.0, requests_per_partition(instance, key))
+            counts = (len(keys), len(done), len(failed), missing - len(failed))
+            out.append(AssetBacklog(api, key.path[-1], *counts, requests))
+    return out
+
+
+def asset_keys(spec: ApiSpec) -> list[dg.AssetKey]:
+    return [dg.AssetKey(endpoint.table_name(name)) for name, endpoint in spec.endpoints.items()]
+
+
+def requests_since(instance: dg.DagsterInstance, keys: Iterable[dg.AssetKey], since: float) -> list[tuple[float, int]]:
+    """(when, requests) of every day of `keys` materialized after `since`."""
+    out = []
+    for key in keys:
+        cursor, more = None, True
+        while more:
+            page = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, after_timestamp=since), limit=PAGE, cursor=cursor
+            )
+            for record in page.records:
+                entry = record.asset_materialization and record.asset_materialization.metadata.get("requests")
+                if entry is not None:
+                    out.append((record.timestamp, int(entry.value)))
+            cursor, more = page.cursor, page.has_more
+    return out
+
+
+def rate_history(
+    instance: dg.DagsterInstance, keys: list[dg.AssetKey], now: float, bins: int, width: float
+) -> list[float]:
+    """Requests/s of all `keys` together in each of the last `bins` spans of `width` seconds, oldest first."""
+    totals = [0] * bins
+    start = now - bins * width
+    for when, requests in requests_since(instance, keys, start):
+        totals[min(bins - 1, int((when - start) // width))] += requests
+    return [total / width for total in totals]
+
+
+def observe(instance: dg.DagsterInstance, sources: SourcesFile, api: str, client: ApiClient) -> dg.AssetObservation:
+    """One point of API `api`'s picture, now."""
+    spec, now = sources.apis[api], client.clock.now()
+    [achieved] = rate_history(instance, asset_keys(spec), now, 1, RATE_WINDOW)
+    mine = [row for row in backlogs(sources, instance) if row.api == api]
+    days = sum(row.failed + row.missing for row in mine)
+    requests = sum(row.requests for row in mine)
+    outlook = client.forecast(days, requests / days if days else 0)
+    metadata: dict[str, float | int] = {"requests_per_s": round(achieved, 3)}
+    ceiling = client.pace.policy.ceiling
+    if math.isfinite(ceiling):
+        metadata["limit_per_s"] = ceiling
+    metadata["learned_per_s"] = round(client.pace.rate(), 3)
+    if client.quota:
+        usage = client.quota.usage()
+        metadata["quota_used_today"] = usage.day_used
+        if math.isfinite(usage.left):
+            metadata["quota_left"] = int(usage.left)
+    metadata |= {
+        "backlog_days": days,
+        "backlog_requests": round(requests),
+        "done_in_hours": round(max(0.0, outlook.finishes_at - now) / 3600, 4) if days else 0.0,
+    }
+    return dg.AssetObservation(usage_key(api), metadata=metadata)
+
+
+def sparkline(rates: list[float], top: float) -> str:
+    """`rates` as a line of bars, full height at `top`."""
+    scale = top if top > 0 and math.isfinite(top) else max(rates, default=0) or 1
+    return "".join(BARS[min(len(BARS) - 1, math.ceil(rate / scale * (len(BARS) - 1)))] for rate in rates)
+
+
+def usage_sensor(api: str, sources: SourcesFile) -> dg.SensorDefinition:
+    """Observes API `api` every OBSERVE_EVERY seconds while its assets are being fetched (or were within the
+    last minute); nothing when it is idle."""
+    resource_key = api_resource_key(api)
+
+    @dg.sensor(
+        name=f"{api}_usage_sensor",
+        minimum_interval_seconds=OBSERVE_EVERY,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={resource_key},
+        description=f"Observes `apis/{api}` every {OBSERVE_EVERY}s while it is used: the picture on its Plots tab.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        client = getattr(context.resources, resource_key).client()
+        try:
+            point = observe(context.instance, sources, api, client)
+        finally:
+            client.close()
+            client.store.close()
+        if point.metadata["requests_per_s"].value == 0 and not _in_flight(context.instance):
+            return dg.SkipReason(f"API {api} is idle")
+        return dg.SensorResult(asset_events=[point])
+
+    return _sensor
+
+
+def _in_flight(instance: dg.DagsterInstance) -> bool:
+    statuses = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+    return bool(instance.get_run_ids(filters=dg.RunsFilter(statuses=statuses), limit=1))
