@@ -168,7 +168,8 @@ def test_a_backfill_launched_from_the_ui_in_a_real_browser(dagster_dev: DagsterD
             page.screenshot(path=str(tmp_path / "materialized.png"))
             # The API's picture: the usage sensor's points, plotted by Dagster on the asset `apis/demo`.
             wait_for(lambda: len(api_points(dagster_dev)) >= 2, 150, "two points of the API's picture")
-            page.goto(f"{dagster_dev.url}/assets/apis/demo?view=events", wait_until="networkidle")
+            page.set_viewport_size({"width": 1600, "height": 2000})  # all eight plots in one screenshot
+            page.goto(f"{dagster_dev.url}/assets/apis/demo", wait_until="networkidle")
             page.get_by_role("button", name="Plots").click()
             for number in ("requests_per_s", "limit_per_s", "learned_per_s", "quota_left", "done_in_hours"):
                 expect(page.get_by_text(number, exact=True).first).to_be_visible(timeout=30_000)

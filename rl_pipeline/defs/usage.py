@@ -3,7 +3,7 @@
 Each API has an asset of its own, `apis/<api>`, that nothing materializes:
 every `OBSERVE_EVERY` seconds (the usage sensor under the daemon, and
 `rl-pipeline backfill` while it runs) it gets an observation whose numbers
-Dagster's UI plots over time on the asset's Plots tab — requests/s of all
+Dagster's UI plots over time on the asset's Overview (Metadata, Plots) — requests/s of all
 the API's assets together over the last minute, the file's limit and the
 learned pace beside it, the quota used and left, the days missing and the
 hours until they are done. `rl-pipeline status` prints the same numbers, with
@@ -30,6 +30,7 @@ from rl_pipeline.sources import ApiSpec, SourcesFile
 OBSERVE_EVERY = 30  # seconds between two points of the picture
 RATE_WINDOW = 60.0  # seconds the achieved requests/s is averaged over
 BARS = " ▁▂▃▄▅▆▇█"
+BUSY = "busy"  # the usage sensor's cursor while its API is used
 PAGE = 1000  # materializations read at a time (Dagster reads at most 10,000)
 
 
@@ -45,7 +46,7 @@ def usage_asset(api: str, spec: ApiSpec) -> dg.AssetSpec:
         kinds={"api"},
         description=(
             f"API `{api}` ({limit}): its requests/s (all assets together), limit, learned pace, quota and "
-            f"backlog, observed every {OBSERVE_EVERY}s while it is used. See the Plots tab."
+            f"backlog, observed every {OBSERVE_EVERY}s while it is used: Overview, Metadata, Plots."
         ),
     )
 
@@ -145,7 +146,7 @@ def sparkline(rates: list[float], top: float) -> str:
 
 def usage_sensor(api: str, sources: SourcesFile) -> dg.SensorDefinition:
     """Observes API `api` every OBSERVE_EVERY seconds while its assets are being fetched (or were within the
-    last minute); nothing when it is idle."""
+    last minute), and once more when that ends (the fall to 0 req/s); nothing more while it is idle."""
     resource_key = api_resource_key(api)
 
     @dg.sensor(
@@ -153,7 +154,7 @@ def usage_sensor(api: str, sources: SourcesFile) -> dg.SensorDefinition:
         minimum_interval_seconds=OBSERVE_EVERY,
         default_status=dg.DefaultSensorStatus.RUNNING,
         required_resource_keys={resource_key},
-        description=f"Observes `apis/{api}` every {OBSERVE_EVERY}s while it is used: the picture on its Plots tab.",
+        description=f"Observes `apis/{api}` every {OBSERVE_EVERY}s while it is used (its Overview: Metadata, Plots).",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         client = getattr(context.resources, resource_key).client()
@@ -162,9 +163,10 @@ def usage_sensor(api: str, sources: SourcesFile) -> dg.SensorDefinition:
         finally:
             client.close()
             client.store.close()
-        if point.metadata["requests_per_s"].value == 0 and not _in_flight(context.instance):
+        busy = point.metadata["requests_per_s"].value > 0 or _in_flight(context.instance)
+        if not busy and context.cursor != BUSY:  # idle, and its last point already said so
             return dg.SkipReason(f"API {api} is idle")
-        return dg.SensorResult(asset_events=[point])
+        return dg.SensorResult(asset_events=[point], cursor=BUSY if busy else "idle")
 
     return _sensor
 
