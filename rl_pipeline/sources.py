@@ -31,6 +31,7 @@ from pydantic import (
 
 from rl_pipeline.breaker import BreakerPolicy
 from rl_pipeline.errors import SourceFileError
+from rl_pipeline.file_errors import explain
 from rl_pipeline.limits.algorithms import Algorithm, Limit
 from rl_pipeline.pace import PacePolicy
 from rl_pipeline.quota import QuotaPolicy
@@ -396,16 +397,13 @@ class SourcesFile(_Spec):
         return self
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
-
-
 def load_sources(path: str | os.PathLike[str] | None = None) -> SourcesFile:
     """Load and validate a sources file: `path`, else $RL_SOURCES_FILE, else the shipped one."""
     chosen = path or os.environ.get(SOURCES_FILE_ENV)
     source = Path(chosen) if chosen else SHIPPED_SOURCES
     try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+        text = source.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
     except FileNotFoundError:
         raise SourceFileError(f"sources file {source}: not found") from None
     except UnicodeDecodeError as exc:
@@ -417,5 +415,5 @@ def load_sources(path: str | os.PathLike[str] | None = None) -> SourcesFile:
     try:
         return SourcesFile.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{_field_path(e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(explain(exc.errors(), text, SourcesFile))
         raise SourceFileError(f"sources file {source}: {problems}") from None

@@ -87,7 +87,7 @@ def api(data):
         (
             lambda d: api(d)["endpoints"]["events_link"].update(page_sise=5),
             "apis.demo.endpoints.events_link.page_sise",
-            "Extra inputs are not permitted",
+            "not a field here",
         ),
         (
             lambda d: api(d)["endpoints"]["events_link"].update(day={"format": "%Y"}),
@@ -103,6 +103,27 @@ def test_a_bad_field_is_named_with_the_file(tmp_path: Path, change, field: str, 
     message = str(caught.value)
     assert message.startswith(f"sources file {path}: ")
     assert field in message and reason in message
+
+
+def test_a_typo_is_found_by_its_line_with_the_field_it_was_meant_to_be(tmp_path: Path) -> None:
+    """As a hurried user writes it: misspelled fields in a mapping, a flow list and a tagged union."""
+    text = SHIPPED_SOURCES.read_text()
+    for right, wrong in [("reserve: 500", "reserv: 500"), ("{name: per_second, rate:", "{name: per_second, rat:"),
+                         ("{style: link, ", "{style: link, page_sise: 5, ")]:  # fmt: skip
+        assert right in text
+        text = text.replace(right, wrong, 1)
+    path = tmp_path / "sources.yaml"
+    path.write_text(text)
+    lines = text.splitlines()
+    with pytest.raises(SourceFileError) as caught:
+        load_sources(path)
+    problems = str(caught.value).removeprefix(f"sources file {path}: ").split("; ")
+    for field, meant in [("quota.reserv", "reserve"), ("rate_limits.0.rat", "rate"),
+                         ("endpoints.events_link.pagination.link.page_sise", "page_size")]:  # fmt: skip
+        [problem] = [p for p in problems if p.split(": ")[1] == f"apis.demo.{field}"]
+        number = int(problem.split(":")[0].removeprefix("line "))
+        assert field.split(".")[-1] + ":" in lines[number - 1]  # the line it is on
+        assert problem.endswith(f"not a field here (did you mean `{meant}`?)")
 
 
 def test_two_endpoints_may_not_share_a_table(tmp_path: Path) -> None:
