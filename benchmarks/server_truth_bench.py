@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--runs", type=int, default=4, help="rl-pipeline backfill --runs")
     parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
-    parser.add_argument("--files", nargs="+", choices=FILES, default=list(FILES))
+    parser.add_argument("--files", nargs="*", choices=FILES, default=list(FILES), help="none: the dlt peer alone")
     parser.add_argument("--no-dlt", dest="dlt", action="store_false", help="skip the dlt peer")
     args = parser.parse_args()
     days = days_from(date(2024, 1, 1), args.days)

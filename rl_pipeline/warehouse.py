@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -31,6 +32,10 @@ from rl_pipeline.errors import WarehouseBusy, WarehouseError
 
 PARTITION_COLUMN = "_partition"  # a DATE: the UTC day the record was fetched for
 TIMESTAMPTZ = "TIMESTAMP WITH TIME ZONE"  # as DuckDB names the type in information_schema
+# Field names that say a number is a point in time; and the instants (epoch seconds) it must fall in.
+EPOCH_NAME = re.compile(r"(?i)(^|_)(created|updated|modified|deleted|timestamp|time|ts)$|_at$")
+EPOCH_RANGE = (946_684_800, 4_102_444_800)  # 2000-01-01 .. 2100-01-01 UTC
+_EPOCH_KINDS = {"BIGINT", "INTEGER", "DOUBLE", "UBIGINT", "UINTEGER"}
 # 2024-01-04T00:00:07Z, 2024-01-04 00:00:07.104+01:00: a date-time that says where it is. One without an
 # offset stays text: which zone it means is the API's to say, not a guess.
 ISO_TIMESTAMP = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)"
@@ -231,7 +236,30 @@ def incoming_columns(conn: duckdb.DuckDBPyConnection, batch: pa.Table) -> dict[s
         for name, is_timestamp in zip(text, stamped or (), strict=True):
             if is_timestamp:
                 incoming[name] = (TIMESTAMPTZ, f"CAST({quote(name)} AS TIMESTAMPTZ)")
+    incoming |= epoch_columns(conn, incoming)
     return incoming
+
+
+def epoch_columns(conn: duckdb.DuckDBPyConnection, incoming: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """Numbers that are confidently epoch times, as TIMESTAMPTZ: the field is named like a time
+    (`created`, `updated_at`, `event_time`, `ts`…) and every value of the batch is an instant of
+    2000-2099 in seconds, or every one in milliseconds."""
+    named = [name for name, (kind, _) in incoming.items() if kind in _EPOCH_KINDS and EPOCH_NAME.search(name)]
+    if not named:
+        return {}
+    low, high = EPOCH_RANGE
+    tests = ", ".join(
+        f"count({q}) > 0 AND bool_and({q} >= {low} AND {q} < {high}), "
+        f"count({q}) > 0 AND bool_and({q} >= {low * 1000} AND {q} < {high * 1000})"
+        for q in map(quote, named)
+    )
+    verdicts = conn.execute(f"SELECT {tests} FROM batch").fetchone() or ()
+    out = {}
+    for index, name in enumerate(named):
+        seconds, milliseconds = verdicts[2 * index], verdicts[2 * index + 1]
+        if seconds or milliseconds:
+            out[name] = (TIMESTAMPTZ, f"to_timestamp({quote(name)}{'' if seconds else ' / 1000'})")
+    return out
 
 
 def _sql_literal(value: str) -> str:
@@ -454,8 +482,9 @@ class Warehouse:
             elif name == PARTITION_COLUMN and current == "VARCHAR":  # a table from before `_partition` was a DATE
                 conn.execute(f"ALTER TABLE {quote(table)} ALTER COLUMN {column} TYPE DATE")
                 current = kind
-            elif current == "VARCHAR" and kind == TIMESTAMPTZ:
-                expression = quote(name)  # a column of text keeps the API's text, not DuckDB's rendering of it
+            elif kind == TIMESTAMPTZ and current != TIMESTAMPTZ:
+                # A column of text or numbers keeps the API's value as it came, not DuckDB's reading of it.
+                expression, kind = f"CAST({quote(name)} AS {current})", current
             elif current != kind and current != "VARCHAR":
                 current = _widened(conn, table, column, current, kind, expression)
                 if current != existing[column_name]:

@@ -13,7 +13,16 @@ from hypothesis import strategies as st
 
 from rl_pipeline.errors import WarehouseError
 from rl_pipeline.ingest import distinct
-from rl_pipeline.warehouse import JSON_TEXT, PartitionReport, TableShape, Warehouse, Written, latest_per_id, to_arrow
+from rl_pipeline.warehouse import (
+    JSON_TEXT,
+    TIMESTAMPTZ,
+    PartitionReport,
+    TableShape,
+    Warehouse,
+    Written,
+    latest_per_id,
+    to_arrow,
+)
 
 NOW = datetime(2024, 1, 2, tzinfo=UTC)
 
@@ -213,6 +222,33 @@ def test_date_times_with_an_offset_become_timestamptz_and_the_partition_a_date(w
     assert describe(warehouse, "t")["seen_at"] == "VARCHAR"
     with warehouse.connect(read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM t WHERE seen_at IS NULL").fetchone() == (0,)
+
+
+def test_epoch_numbers_named_like_times_become_timestamptz_and_nothing_else_does(warehouse: Warehouse) -> None:
+    batch = [
+        {"id": 1, "created": 1704326400, "updated_at": 1704326400123, "event_ts": 1704326400.5,
+         "count": 1704326400, "deleted_at": 0, "reviewed_at": None},
+        {"id": 2, "created": 1704330000, "updated_at": 1704330000000, "event_ts": 1704330000.25,
+         "count": 7, "deleted_at": 1704330000, "reviewed_at": 1704330000},
+    ]  # fmt: skip
+    warehouse.upsert("t", batch, partition="2024-01-04", fetched_at=NOW)
+    types = describe(warehouse, "t")
+    assert types["created"] == types["updated_at"] == types["event_ts"] == types["reviewed_at"] == TIMESTAMPTZ
+    assert types["count"] == "BIGINT"  # in range, but its name says nothing of time
+    assert types["deleted_at"] == "BIGINT"  # 0 is no instant of this century: a flag, not a time
+    with warehouse.connect(read_only=True) as conn:
+        rows = conn.execute("SELECT created, updated_at, event_ts, reviewed_at FROM t ORDER BY id").fetchall()
+    assert [[v.isoformat() if v else None for v in row] for row in rows] == [
+        ["2024-01-04T00:00:00+00:00", "2024-01-04T00:00:00.123000+00:00", "2024-01-04T00:00:00.500000+00:00", None],
+        ["2024-01-04T01:00:00+00:00", "2024-01-04T01:00:00+00:00", "2024-01-04T01:00:00.250000+00:00",
+         "2024-01-04T01:00:00+00:00"],
+    ]  # fmt: skip
+
+    # A number column stays one when a later batch looks like epoch times: the API's values, as they came.
+    warehouse.upsert("t", [{"id": 3, "deleted_at": 1704340000}], partition="2024-01-05", fetched_at=NOW)
+    assert describe(warehouse, "t")["deleted_at"] == "BIGINT"
+    with warehouse.connect(read_only=True) as conn:
+        assert conn.execute("SELECT deleted_at FROM t WHERE id = 3").fetchone() == (1704340000,)
 
 
 def test_a_table_from_before_keeps_its_text_columns_and_its_partition_becomes_a_date(warehouse: Warehouse) -> None:
