@@ -16,7 +16,7 @@ from rl_pipeline.cli.environment import use_project_instance
 from rl_pipeline.client import ApiClient
 from rl_pipeline.clock import iso_time
 from rl_pipeline.defs.resources import RateLimitedApi
-from rl_pipeline.defs.usage import AssetBacklog, asset_keys, backlogs, rate_history, sparkline
+from rl_pipeline.defs.usage import AssetBacklog, asset_keys, backlogs, published_limit, rate_history, sparkline
 from rl_pipeline.locations import DEFAULT_STATE_STORE, DEFAULT_WAREHOUSE
 from rl_pipeline.pace import describe_pace
 from rl_pipeline.sources import ApiSpec, load_sources
@@ -40,11 +40,11 @@ def rate_picture(instance: dg.DagsterInstance, api: str, spec: ApiSpec, now: flo
     """The requests/s of all of an API's assets together, a bar a minute for the last half hour, against
     the file's limit: `requests demo, last 30 min (a bar a minute, full = 20 req/s): ▁▅███▇  now 19.2 req/s`."""
     rates = rate_history(instance, asset_keys(spec), now, PICTURE_MINUTES, 60.0)
-    limit = spec.pace_policy().ceiling
-    full = f"{limit:g} req/s, the file's limit" if math.isfinite(limit) else f"{max(rates):.1f} req/s"
+    limit = published_limit(spec)
+    full = f"{limit:g} req/s, the file's limit" if limit else f"{max(rates):.1f} req/s, the busiest minute"
     return (
         f"requests {api}, last {PICTURE_MINUTES} min (a bar a minute, full = {full}): "
-        f"{sparkline(rates, limit)}  last minute {rates[-1]:.1f} req/s"
+        f"{sparkline(rates, limit or math.inf)}  last minute {rates[-1]:.1f} req/s"
     )
 
 

@@ -38,14 +38,20 @@ def usage_key(api: str) -> dg.AssetKey:
     return dg.AssetKey(["apis", api])
 
 
+def published_limit(spec: ApiSpec) -> float | None:
+    """Requests/s the sources file says the API allows; None for one it only learns (`adaptive`)."""
+    return spec.pace_policy().ceiling if spec.rate_limits else None
+
+
 def usage_asset(api: str, spec: ApiSpec) -> dg.AssetSpec:
-    limit = f"{spec.pace_policy().ceiling:g} req/s" if spec.rate_limits else "no published limit"
+    limit = published_limit(spec)
+    limit_words = f"{limit:g} req/s" if limit else "no published limit"
     return dg.AssetSpec(
         usage_key(api),
         group_name=api,
         kinds={"api"},
         description=(
-            f"API `{api}` ({limit}): its requests/s (all assets together), limit, learned pace, quota and "
+            f"API `{api}` ({limit_words}): its requests/s (all assets together), limit, learned pace, quota and "
             f"backlog, observed every {OBSERVE_EVERY}s while it is used: Overview, Metadata, Plots."
         ),
     )
@@ -62,12 +68,14 @@ class AssetBacklog:
     requests: float  # what its days not yet materialized will take, by what its days took so far
 
 
-def backlogs(sources: SourcesFile, instance: dg.DagsterInstance) -> list[AssetBacklog]:
-    """Per asset: partitions materialized, failed (and not since redone), missing, and the requests those
-    will take."""
+def backlogs(sources: SourcesFile, instance: dg.DagsterInstance, only: str | None = None) -> list[AssetBacklog]:
+    """Per asset (of API `only`, else of every API): partitions materialized, failed (and not since
+    redone), missing, and the requests those will take."""
     failed_runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
     out = []
     for api, spec in sources.apis.items():
+        if only not in (None, api):
+            continue
         partitions = daily_partitions(spec)
         keys = partitions.get_partition_keys()
         for key in asset_keys(spec):
@@ -116,14 +124,13 @@ def observe(instance: dg.DagsterInstance, sources: SourcesFile, api: str, client
     """One point of API `api`'s picture, now."""
     spec, now = sources.apis[api], client.clock.now()
     [achieved] = rate_history(instance, asset_keys(spec), now, 1, RATE_WINDOW)
-    mine = [row for row in backlogs(sources, instance) if row.api == api]
+    mine = backlogs(sources, instance, only=api)
     days = sum(row.failed + row.missing for row in mine)
     requests = sum(row.requests for row in mine)
     outlook = client.forecast(days, requests / days if days else 0)
     metadata: dict[str, float | int] = {"requests_per_s": round(achieved, 3)}
-    ceiling = client.pace.policy.ceiling
-    if math.isfinite(ceiling):
-        metadata["limit_per_s"] = ceiling
+    if (limit := published_limit(spec)) is not None:
+        metadata["limit_per_s"] = limit
     metadata["learned_per_s"] = round(client.pace.rate(), 3)
     if client.quota:
         usage = client.quota.usage()
