@@ -76,7 +76,9 @@ def day_metadata(day: IngestedDay, endpoint: str, missing: int) -> dict[str, Any
         "pace_req_s": round(client.pace.rate(), 2),
         "ceiling_req_s": client.pace.policy.ceiling,
         **quota_metadata(client),
-        "forecast": client.forecast(missing, used["requests"]).describe(client.clock.now()),
+        # This asset's days alone, as if it had the API to itself; apis/<api> forecasts them all together.
+        "forecast": f"this asset alone: {client.forecast(missing, used['requests']).describe(client.clock.now())}"
+        f" (all of {client.name}'s assets together: apis/{client.name})",
     }
 
 
