@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from rl_pipeline.cli.schema import schema_text
 from rl_pipeline.errors import SourceFileError
 from rl_pipeline.sources import SHIPPED_SOURCES, load_sources
 
@@ -193,3 +195,11 @@ apis:
         "created[lt]": "1682985600",
     }
     assert sources.apis["github"].rate_limits[0].to_limit().rate == 5000
+
+
+def test_the_shipped_json_schema_is_the_models_and_the_shipped_file_names_it() -> None:
+    shipped = Path(str(SHIPPED_SOURCES)).with_name("sources.schema.json")
+    assert shipped.read_text() == schema_text(), "regenerate: rl-pipeline schema > rl_pipeline/sources.schema.json"
+    assert SHIPPED_SOURCES.read_text().startswith("# yaml-language-server: $schema=sources.schema.json\n")
+    properties = json.loads(shipped.read_text())["$defs"]["QuotaSpec"]["properties"]
+    assert {"daily", "reserve"} <= set(properties)  # what an editor completes under `quota:`

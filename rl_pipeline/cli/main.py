@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("status", help="partitions done, missing and failed; quota and forecast").set_defaults(
         run="status:cmd_status"
     )
+    commands.add_parser("schema", help="print the sources file's JSON schema, for an editor").set_defaults(
+        run="schema:cmd_schema"
+    )
     demo = commands.add_parser("demo", help="start the demo API and the Dagster UI")
     demo.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
     demo.add_argument("--api-port", type=int, default=8765, help="demo API port (default 8765)")
