@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from rl_pipeline.cli.environment import interrupt_on_signals, use_project_instance
 from rl_pipeline.cli.runs import RunProcess, rerun_may_help
+from rl_pipeline.client import ApiClient
 from rl_pipeline.defs.partitions import daily_partitions, stretches
 from rl_pipeline.defs.resources import RateLimitedApi
 from rl_pipeline.defs.usage import OBSERVE_EVERY, observe
@@ -46,6 +47,11 @@ def missing_token(api: str, spec: ApiSpec) -> str | None:
     if spec.token_env and not os.environ.get(spec.token_env):
         return f"API {api} needs its token: set the environment variable {spec.token_env}"
     return None
+
+
+def api_client(api: str, spec: ApiSpec) -> ApiClient:
+    """A client of API `api` on the project's state store, its token from the environment (if set)."""
+    return RateLimitedApi(api=api, token=os.environ.get(spec.token_env) if spec.token_env else None).client()
 
 
 def check_range(spec: ApiSpec, first: str, last: str) -> tuple[str, str]:
@@ -221,8 +227,7 @@ class Picture:
 
     def __init__(self, sources: SourcesFile, api: str) -> None:
         self.instance, self.sources, self.api = dg.DagsterInstance.get(), sources, api
-        token_env = sources.apis[api].token_env
-        self.client = RateLimitedApi(api=api, token=os.environ.get(token_env) if token_env else None).client()
+        self.client = api_client(api, sources.apis[api])
         self.due = time.time() + OBSERVE_EVERY
 
     def when_due(self) -> None:

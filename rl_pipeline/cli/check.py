@@ -10,16 +10,14 @@ server sent. Then the fields and the column types the table would give them.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import date
 from urllib.parse import urlencode
 
 import duckdb
 
-from rl_pipeline.cli.backfill import check_range, find_asset, missing_token
+from rl_pipeline.cli.backfill import api_client, check_range, find_asset, missing_token
 from rl_pipeline.client import Page
-from rl_pipeline.defs.resources import RateLimitedApi
 from rl_pipeline.errors import RlPipelineError, UsageError
 from rl_pipeline.pagination import PageRequest
 from rl_pipeline.sources import ApiSpec, load_sources
@@ -34,7 +32,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     day = date.fromisoformat(check_range(spec, args.day, args.day)[0])
     if problem := missing_token(api, spec):
         raise UsageError(problem)
-    client = RateLimitedApi(api=api, token=os.environ.get(spec.token_env or "")).client()
+    client = api_client(api, spec)
     pages: list[Page] = []
     try:
         for page in client.fetch_day(endpoint, day):

@@ -12,11 +12,11 @@ import dagster as dg
 from rich.console import Console
 from rich.table import Table
 
+from rl_pipeline.cli.backfill import api_client
 from rl_pipeline.cli.environment import use_project_instance
 from rl_pipeline.client import ApiClient
 from rl_pipeline.clock import iso_time
-from rl_pipeline.defs.resources import RateLimitedApi
-from rl_pipeline.defs.usage import AssetBacklog, asset_keys, backlogs, published_limit, rate_history, sparkline
+from rl_pipeline.defs.usage import AssetBacklog, asset_keys, backlogs, outlook, published_limit, rate_history, sparkline
 from rl_pipeline.locations import DEFAULT_STATE_STORE, DEFAULT_WAREHOUSE
 from rl_pipeline.pace import describe_pace
 from rl_pipeline.sources import ApiSpec, load_sources
@@ -30,10 +30,7 @@ def api_forecast(api: str, rows: list[AssetBacklog], client: ApiClient | None, s
     if client is None:
         return f"forecast {api}: set {spec.token_env} to see it"
     mine = [row for row in rows if row.api == api]
-    days = sum(row.failed + row.missing for row in mine)
-    requests = sum(row.requests for row in mine)
-    outlook = client.forecast(days, requests / days if days else 0).describe(client.clock.now())
-    return f"forecast {api} ({len(mine)} assets together): {outlook}"
+    return f"forecast {api} ({len(mine)} assets together): {outlook(client, mine).describe(client.clock.now())}"
 
 
 def rate_picture(instance: dg.DagsterInstance, api: str, spec: ApiSpec, now: float) -> str:
@@ -52,7 +49,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     sources = load_sources()
     use_project_instance()
     clients = {  # status needs no token; without one, the budgets (kept per credential) are not shown
-        api: RateLimitedApi(api=api, token=os.environ.get(spec.token_env or "")).client()
+        api: api_client(api, spec)
         for api, spec in sources.apis.items()
         if not spec.token_env or os.environ.get(spec.token_env)
     }

@@ -16,6 +16,7 @@ many requests its day took), so every run process, worker and machine counts.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from rl_pipeline.client import ApiClient
 from rl_pipeline.defs.assets import api_resource_key
 from rl_pipeline.defs.partitions import daily_partitions, run_partitions
 from rl_pipeline.defs.sensors import requests_per_partition
+from rl_pipeline.quota import Forecast
 from rl_pipeline.sources import ApiSpec, SourcesFile
 
 OBSERVE_EVERY = 30  # seconds between two points of the picture
@@ -120,14 +122,26 @@ def rate_history(
     return [total / width for total in totals]
 
 
-def observe(instance: dg.DagsterInstance, sources: SourcesFile, api: str, client: ApiClient) -> dg.AssetObservation:
-    """One point of API `api`'s picture, now."""
-    spec, now = sources.apis[api], client.clock.now()
+def outlook(client: ApiClient, rows: list[AssetBacklog]) -> Forecast:
+    """When the missing and failed days of `rows` (one API's assets) will be done, all together."""
+    days = sum(row.failed + row.missing for row in rows)
+    requests = sum(row.requests for row in rows)
+    return client.forecast(days, requests / days if days else 0)
+
+
+def recent_rate(instance: dg.DagsterInstance, spec: ApiSpec, now: float) -> float:
+    """Requests/s of all of the API's assets together over the last RATE_WINDOW seconds."""
     [achieved] = rate_history(instance, asset_keys(spec), now, 1, RATE_WINDOW)
-    mine = backlogs(sources, instance, only=api)
-    days = sum(row.failed + row.missing for row in mine)
-    requests = sum(row.requests for row in mine)
-    outlook = client.forecast(days, requests / days if days else 0)
+    return achieved
+
+
+def observe(
+    instance: dg.DagsterInstance, sources: SourcesFile, api: str, client: ApiClient, achieved: float | None = None
+) -> dg.AssetObservation:
+    """One point of API `api`'s picture, now (`achieved`: its recent requests/s, if already read)."""
+    spec, now = sources.apis[api], client.clock.now()
+    achieved = recent_rate(instance, spec, now) if achieved is None else achieved
+    forecast = outlook(client, backlogs(sources, instance, only=api))
     metadata: dict[str, float | int] = {"requests_per_s": round(achieved, 3)}
     if (limit := published_limit(spec)) is not None:
         metadata["limit_per_s"] = limit
@@ -138,9 +152,9 @@ def observe(instance: dg.DagsterInstance, sources: SourcesFile, api: str, client
         if math.isfinite(usage.left):
             metadata["quota_left"] = int(usage.left)
     metadata |= {
-        "backlog_days": days,
-        "backlog_requests": round(requests),
-        "done_in_hours": round(max(0.0, outlook.finishes_at - now) / 3600, 4) if days else 0.0,
+        "backlog_days": forecast.partitions,
+        "backlog_requests": forecast.requests,
+        "done_in_hours": round(max(0.0, forecast.finishes_at - now) / 3600, 4) if forecast.partitions else 0.0,
     }
     return dg.AssetObservation(usage_key(api), metadata=metadata)
 
@@ -164,15 +178,16 @@ def usage_sensor(api: str, sources: SourcesFile) -> dg.SensorDefinition:
         description=f"Observes `apis/{api}` every {OBSERVE_EVERY}s while it is used (its Overview: Metadata, Plots).",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        achieved = recent_rate(context.instance, sources.apis[api], time.time())
+        busy = achieved > 0 or _in_flight(context.instance)
+        if not busy and context.cursor != BUSY:  # idle, and its last point already said so
+            return dg.SkipReason(f"API {api} is idle")
         client = getattr(context.resources, resource_key).client()
         try:
-            point = observe(context.instance, sources, api, client)
+            point = observe(context.instance, sources, api, client, achieved)
         finally:
             client.close()
             client.store.close()
-        busy = point.metadata["requests_per_s"].value > 0 or _in_flight(context.instance)
-        if not busy and context.cursor != BUSY:  # idle, and its last point already said so
-            return dg.SkipReason(f"API {api} is idle")
         return dg.SensorResult(asset_events=[point], cursor=BUSY if busy else "idle")
 
     return _sensor
