@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     run processes and the demo API do not pay for importing what other commands need."""
     parser = _Parser(prog="rl-pipeline", description=__doc__)
     commands = parser.add_subparsers(
-        dest="command", required=True, parser_class=_Parser, metavar="{backfill,check,status,query,demo,demo-api}"
+        dest="command",
+        required=True,
+        parser_class=_Parser,
+        metavar="{backfill,check,new-api,status,schema,query,demo,demo-api}",
     )
     backfill = commands.add_parser(
         "backfill", help="materialize a date range through Dagster, headless, with a progress bar"
@@ -61,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--day", required=True, metavar="YYYY-MM-DD")
     check.add_argument("--pages", type=_positive_int, default=2, help="pages to fetch at most (default 2)")
     check.set_defaults(run="check:cmd_check")
+    new_api = commands.add_parser("new-api", help="describe another API from one real answer of it")
+    new_api.add_argument("name", help="the API's name in the sources file, e.g. shop")
+    new_api.add_argument(
+        "--url", required=True, help="one day's first page, e.g. 'https://host/v1/events?date=2024-01-01'"
+    )
+    new_api.add_argument("--token-env", metavar="VAR", help="the environment variable that holds its bearer token")
+    new_api.add_argument("--file", help="the sources file to add it to (default $RL_SOURCES_FILE, else ./sources.yaml)")
+    new_api.set_defaults(run="new_api:cmd_new_api")
     commands.add_parser("status", help="partitions done, missing and failed; quota and forecast").set_defaults(
         run="status:cmd_status"
     )
