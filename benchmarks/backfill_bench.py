@@ -5,7 +5,7 @@
 
 The demo API runs in its own process with a limit of RATE req/s (burst RATE).
 Each variant materializes `events_offset` for DAYS days through Dagster, in
-ranged runs of 30 days as `BackfillPolicy.multi_run(30)` makes them, into a
+ranged runs of 92 days as `BackfillPolicy.multi_run(92)` makes them, into a
 fresh DuckDB file. Ideal = requests / RATE. Printed: wall / ideal, span / ideal (from the
 server's first request to its last), the longest time with no request,
 429s (server side), and whether the table equals the demo API's dataset.

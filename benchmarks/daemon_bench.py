@@ -6,7 +6,7 @@ For each value of RUNS, `dagster dev` starts on a fresh instance whose
 dagster.yaml is the shipped one with `run_queue.max_concurrent_runs: RUNS`.
 An asset backfill of `events_offset` for DAYS days is launched over GraphQL
 (the mutation the UI's "Launch backfill" sends); the backfill daemon cuts it
-into ranged runs of 30 days, the run queue starts RUNS at once, each a
+into ranged runs of 92 days, the run queue starts RUNS at once, each a
 process. Wall time runs from the launch to the last day materialized;
 "first request after" is how long the daemon took to start the first run
 (the backfill daemon wakes every 30 s). Ideal = requests / RATE.

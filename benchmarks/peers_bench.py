@@ -6,7 +6,7 @@ The demo API runs in its own process with a limit of RATE req/s (burst
 RATE). Each design loads `events_offset` (offset pagination, 100 a page) for
 DAYS days into a fresh DuckDB file, upserting on `id`:
 
-- rl_pipeline: the Dagster asset, ranged runs of 30 days, 4 workers under the
+- rl_pipeline: the Dagster asset, ranged runs of 92 days, 4 workers under the
   shared limiter (as `rl-pipeline backfill` and the UI run it);
 - dlt: `rest_api_source` with the offset paginator and a parent resource of
   days, `write_disposition="merge"` on `id` into dlt's DuckDB destination (dlt

@@ -45,7 +45,15 @@ def build_definitions(sources: SourcesFile | None = None, sources_file: str | No
     resources["warehouse"] = DuckDBWarehouse()
     sensors.append(dg.build_sensor_for_freshness_checks(freshness_checks=checks, minimum_interval_seconds=600))
     return dg.Definitions(
-        assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules, sensors=sensors, resources=resources
+        assets=assets,
+        asset_checks=checks,
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
+        resources=resources,
+        # A run's steps share one rate budget, so processes of their own would only add start-ups (a Python,
+        # Dagster and this code location each) and CPU that makes pacing late: one process a run.
+        executor=dg.in_process_executor,
     )
 
 

@@ -52,7 +52,9 @@ def _no_bool(value: Any) -> Any:
 
 
 Number = Annotated[float, BeforeValidator(_no_bool)]  # YAML's `true` is not 1 request a second
-MAX_PARTITIONS_PER_RUN = 30  # days a run covers at most: a ranged run pays the run's start-up once for them
+# Days a run covers at most: a quarter, so that a year's backfill from the UI is 4 runs, as many as the shipped
+# run queue runs at once, and no run starts while the others fetch (docs/benchmarks.md).
+MAX_PARTITIONS_PER_RUN = 92
 MAX_LOG_ENTRIES = 1000  # a sliding log's size, past which every decision gets slow (docs/benchmarks.md)
 RESERVED_TABLES = {"batch", "_rl_partitions"}  # the writer's view of a batch; where its bookkeeping table was
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date, timedelta
 
 import dagster as dg
 import pytest
 
 from rl_pipeline.client import credential_fingerprint
-from rl_pipeline.defs.partitions import RANGE_END, RANGE_START
+from rl_pipeline.defs.partitions import MAX_PARTITIONS_PER_RUN, RANGE_END, RANGE_START
 from rl_pipeline.defs.resources import DuckDBWarehouse, RateLimitedApi
 from rl_pipeline.defs.sensors import quota_sensor
 from rl_pipeline.quota import QuotaLedger
@@ -47,9 +48,14 @@ def spend(store_url: str, requests: int) -> None:
     ledger.charge(requests)
 
 
-def test_a_fresh_instance_gets_the_oldest_thirty_days_of_every_asset(store_url) -> None:
+def run_from(first: str) -> tuple[str, str]:
+    """The longest run the sensor launches, from `first`."""
+    return first, (date.fromisoformat(first) + timedelta(days=MAX_PARTITIONS_PER_RUN - 1)).isoformat()
+
+
+def test_a_fresh_instance_gets_a_run_of_the_oldest_days_of_every_asset(store_url) -> None:
     result = tick(dg.DagsterInstance.ephemeral(), store_url)
-    assert ranges(result) == {key.path[-1]: ("2024-01-01", "2024-01-30") for key in KEYS}
+    assert ranges(result) == {key.path[-1]: run_from("2024-01-01") for key in KEYS}
 
 
 def test_materialized_and_in_flight_partitions_are_never_launched(demo_api, warehouse, store_url) -> None:
@@ -67,9 +73,9 @@ def test_materialized_and_in_flight_partitions_are_never_launched(demo_api, ware
         )
     )
     launched = ranges(tick(instance, store_url))
-    assert launched["events_offset"] == ("2024-01-04", "2024-02-02")
-    assert launched["events_link"] == ("2024-01-11", "2024-02-09")
-    assert launched["events_cursor"] == ("2024-01-01", "2024-01-30")
+    assert launched["events_offset"] == run_from("2024-01-04")
+    assert launched["events_link"] == run_from("2024-01-11")
+    assert launched["events_cursor"] == run_from("2024-01-01")
 
 
 def test_only_what_the_quota_pays_for_is_launched_keeping_the_reserve(store_url) -> None:
@@ -94,4 +100,4 @@ def test_the_order_is_configurable(order, store_url) -> None:
     result = tick(dg.DagsterInstance.ephemeral(), store_url, spec, KEYS[:1])
     ((first, last),) = ranges(result).values()
     all_keys = dg.DailyPartitionsDefinition(start_date="2024-01-01").get_partition_keys()
-    assert (first, last) == (all_keys[-30], all_keys[-1])
+    assert (first, last) == (all_keys[-MAX_PARTITIONS_PER_RUN], all_keys[-1])
