@@ -44,7 +44,7 @@ class RequestStats:
 
     requests: int = 0
     retries: int = 0
-    rate_limited: int = 0  # 429s received
+    rate_limited: int = 0  # answers refused by the rate limit: 429s (and 403s saying so)
     limiter_wait_s: float = 0.0  # time spent waiting for our own limiter
     retry_wait_s: float = 0.0  # time spent in backoff
     circuit_wait_s: float = 0.0  # time spent waiting for an open circuit
@@ -144,7 +144,7 @@ class Answer:
     links: dict[str, dict[str, str]] = field(default_factory=dict)
     problem: str | None = None  # set when the try failed in a way worth retrying
     retry_after: float | None = None  # the server's floor for the next try
-    throttled: bool = False  # a 429: a wait, not a failed attempt
+    throttled: bool = False  # refused by the rate limit (a 429): a wait, not a failed attempt
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -363,13 +363,13 @@ class ApiClient:
         """An HTTP answer: a body, a 429 to wait out, a status worth retrying, or (raised) one that is not."""
         status = response.status_code
         if status >= 400:
-            retry_after = guard.on_answer(status, response.headers, probe=probe)
+            heard = guard.on_answer(status, response.headers, probe=probe)
             problem = f"HTTP {status} from {self._path(request)}: {self._server_message(response)}"
-            if status == 429:
+            if heard.rate_limited:
                 self.stats.add(rate_limited=1)
                 return Answer(problem=problem, throttled=True)
             if status in RETRY_STATUSES:
-                return Answer(problem=problem, retry_after=retry_after)
+                return Answer(problem=problem, retry_after=heard.retry_after)
             raise ApiError(f"{where}: {problem}", status)
         try:
             body = json_body(response)

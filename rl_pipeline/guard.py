@@ -18,7 +18,7 @@ from rl_pipeline.breaker import CircuitBreaker
 from rl_pipeline.clock import Clock
 from rl_pipeline.errors import Blocked, CircuitOpen, QuotaExhausted
 from rl_pipeline.events import EventSink, ignore
-from rl_pipeline.headers import read_server_limit
+from rl_pipeline.headers import ServerLimit, read_server_limit
 from rl_pipeline.limiter import RateLimiter
 from rl_pipeline.limits import Algorithm, Limit
 from rl_pipeline.pace import LearnedPace
@@ -40,6 +40,20 @@ def shortest_rate(specs: list[RateLimitSpec]) -> float | None:
         return None
     shortest = min(rl.period for rl in specs)
     return min(rl.rate / rl.period for rl in specs if rl.period == shortest)
+
+
+def refused_for_rate(status: int, server: ServerLimit) -> bool:
+    """A 429, or a 403 that says it is the rate limit (GitHub answers its limits with 403 and
+    `X-RateLimit-Remaining: 0`, or `Retry-After`): a wait, not a permission the token lacks."""
+    return status == 429 or (status == 403 and (server.retry_after is not None or server.remaining == 0))
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What the guard made of an answer: whether the rate limit refused it, and its Retry-After."""
+
+    rate_limited: bool
+    retry_after: float | None
 
 
 @dataclass(frozen=True)
@@ -203,16 +217,15 @@ class EndpointGuard:
                 waited += pause
                 self.clock.sleep(pause)
 
-    def on_answer(
-        self, status: int, headers: Mapping[str, str], *, healthy: bool = True, probe: str = ""
-    ) -> float | None:
+    def on_answer(self, status: int, headers: Mapping[str, str], *, healthy: bool = True, probe: str = "") -> Heard:
         """Learn from an HTTP answer (`healthy`: its body could be read; `probe`: the lease it was sent
-        under); return its Retry-After, if any.
+        under): whether the rate limit refused it, and its Retry-After.
 
-        A 429 pauses every worker sharing the budget (for its Retry-After, or
-        the learned pause) and lowers the shared pace; a budget the server
-        reports spent pauses everyone until it refills; a success lets the
-        pace grow back. A 5xx counts against the breaker and says nothing about the rate.
+        A 429 (or a 403 saying it is the rate limit) pauses every worker sharing
+        the budget (for its Retry-After, or the learned pause) and lowers the
+        shared pace; a budget the server reports spent pauses everyone until it
+        refills; a success lets the pace grow back. A 5xx counts against the
+        breaker and says nothing about the rate.
         """
         server = read_server_limit(headers, self.clock.now())
         shared = self.shared
@@ -220,24 +233,25 @@ class EndpointGuard:
         remaining = shared.spec.quota and shared.spec.quota.remaining_header
         if remaining and shared.quota and headers.get(remaining, "").isdigit():
             shared.quota.follow_server(int(headers[remaining]))
-        pause = server.pause_for if (status == 429 or server.exhausted) else None
-        if status == 429:
+        refused = refused_for_rate(status, server)
+        pause = server.pause_for if (refused or server.exhausted) else None
+        if refused:
             refusal = shared.pace.on_refused(server.retry_after)
             pause = min(max(pause or 0.0, refusal.pause), self.max_pause)
             if refusal.decreased:
                 self.on_event(
                     "pace",
-                    f"{self.name}: HTTP 429; pacing at {refusal.after:.2f} req/s (was {refusal.before:.2f}; "
+                    f"{self.name}: HTTP {status}; pacing at {refusal.after:.2f} req/s (was {refusal.before:.2f}; "
                     f"the sources file allows {shared.pace.policy.ceiling:g}); everyone waits {pause:.1f}s",
                 )
             else:
-                self.on_event("429", f"{self.name}: HTTP 429 again; everyone waits {pause:.1f}s")
+                self.on_event("429", f"{self.name}: HTTP {status} again; everyone waits {pause:.1f}s")
         elif status < 400:
             shared.pace.on_success()
         if pause:
             self.limiter.pause(min(pause, self.max_pause))
         self.breaker.after_request(success=healthy and status < 500, probe=probe)
-        return server.retry_after
+        return Heard(refused, server.retry_after)
 
     def on_failure(self, probe: str = "") -> None:
         """A timeout, a dropped connection or a broken body: the endpoint may be unwell."""

@@ -52,6 +52,18 @@ def test_the_client_recovers_from_429s_and_honours_retry_after(make_demo_api) ->
             assert t_next - t >= 1.0 - 0.05  # the demo API says Retry-After: 1
 
 
+@pytest.mark.parametrize("retry_after", [True, False], ids=["retry-after", "remaining-0"])
+def test_a_403_that_says_it_is_the_rate_limit_is_a_wait_as_github_answers(make_demo_api, retry_after: bool) -> None:
+    """GitHub refuses over its limits with 403 and `X-RateLimit-Remaining: 0` (secondary limits: `Retry-After`)."""
+    server = make_demo_api(rate=4, burst=2, limit_status=403, retry_after=retry_after, limit_headers=False)
+    client = demo_client(rate=100, burst=100, retry=RetryPolicy(max_attempts=1))  # every refusal a wait, no attempt
+    day = date(2024, 1, 5)
+    got = [r for page in client.fetch_day("events_cursor", day) for r in page.records]
+    assert got == day_records(42, day)
+    assert client.stats.statuses["403"] == client.stats.rate_limited == server.api.stats()["by_status"]["403"] > 0
+    assert client.pace.rate() < 100 * 0.95  # it learned from them as from 429s
+
+
 def test_a_4xx_fails_at_once_naming_the_page_and_the_server_message(demo_api) -> None:
     client = demo_client(rate=100, burst=10)
     endpoint = client.spec.endpoints["events_offset"]

@@ -117,3 +117,21 @@ def test_d7_a_pause_in_redis_expires_with_the_pause(redis_url: str) -> None:
     store.pause(namespace, time.time() + 5)
     ttl = redis.Redis.from_url(redis_url).ttl(f"rl:{{{namespace}}}:pause")
     assert 0 < ttl <= 86_400
+
+
+def test_a_403_that_says_nothing_of_the_limit_fails_at_once_and_one_that_does_is_waited_out(
+    server: ScriptedServer,
+) -> None:
+    """A bare 403 is a permission the token lacks: no wait helps. GitHub's limits answer 403 too, saying so with
+    `X-RateLimit-Remaining: 0` and when it resets: that one is a wait, not a failed attempt."""
+    forbidden = Reply(403, {"message": "Resource not accessible by integration"})
+    server.script("/v1/link/events", forbidden)
+    with pytest.raises(ApiError, match="page 1: HTTP 403 from /v1/link/events: Resource not accessible"):
+        list(client_for(server).fetch_day("events_link", DAY))
+    assert len(server.seen) == 1
+    spent = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"}  # seconds until it grows
+    limited = Reply(403, {"message": "API rate limit exceeded"}, spent)
+    server.script("/v1/link/events", limited, limited, Reply(200, [{"id": 1}]))
+    client = client_for(server, retry=RetryPolicy(max_attempts=1))
+    [page] = client.fetch_day("events_link", DAY)
+    assert page.records == [{"id": 1}] and client.stats.rate_limited == 2

@@ -17,7 +17,7 @@ DAGSTER_DEV_NOTICE = "ignore:Function `dev_command` is superseded:FutureWarning"
 
 
 def cmd_demo_api(args: argparse.Namespace) -> int:
-    options = ("rate", "period", "burst", "algorithm", "count_refused", "retry_after", "limit_headers")
+    options = ("rate", "period", "burst", "algorithm", "count_refused", "retry_after", "limit_headers", "limit_status")
     config = DemoApiConfig(
         **{name: getattr(args, name) for name in (*options, "daily_quota", "seed")},
         token=os.environ.get("RL_DEMO_API_TOKEN", DEMO_TOKEN),

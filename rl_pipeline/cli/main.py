@@ -104,6 +104,9 @@ def _add_demo_api(api: argparse.ArgumentParser) -> None:
     api.add_argument("--count-refused", action="store_true", help="refused requests count against the limit")
     api.add_argument("--no-retry-after", dest="retry_after", action="store_false", help="429s without Retry-After")
     api.add_argument("--no-limit-headers", dest="limit_headers", action="store_false", help="no X-RateLimit-* headers")
+    api.add_argument(
+        "--limit-status", type=int, choices=(429, 403), default=defaults.limit_status, help="a refused request's status"
+    )
     api.add_argument("--daily-quota", type=_positive(int), default=defaults.daily_quota)
     api.add_argument("--seed", type=int, default=defaults.seed)
     api.set_defaults(run="demo:cmd_demo_api")

@@ -10,7 +10,7 @@ Like a strict third-party API it wants `Authorization: Bearer <token>` (401),
 rejects malformed parameters (400), enforces a rate limit with the algorithm
 chosen at start (`demo_api/limits.py`: token or leaky bucket, fixed or
 sliding window; refused requests counted or not; 429 with `Retry-After` or
-without) and a daily quota (429 saying so), and sends
+without, or 403 as GitHub answers) and a daily quota (429 saying so), and sends
 `X-RateLimit-Limit/-Remaining/-Reset` on every response unless told not to
 (Reset in seconds until Remaining next grows).
 
@@ -58,6 +58,7 @@ class DemoApiConfig:
     algorithm: ServerAlgorithm = "token_bucket"
     count_refused: bool = False  # refused requests count against the limit too
     retry_after: bool = True  # a 429 says when to come back
+    limit_status: int = 429  # 403: refused requests answered as GitHub does, 403 with X-RateLimit-Remaining: 0
     daily_quota: int = 50_000
     seed: int = 42
     token: str = "demo-token"
@@ -114,7 +115,10 @@ class DemoApi:
                 headers["X-Quota-Remaining"] = str(self.config.daily_quota - self.quota_used)
                 if self.config.retry_after:
                     headers["Retry-After"] = str(max(1, math.ceil(wait)))
-                return 429, headers, f"rate limit of {self.config.rate:g} requests per {self.config.period:g}s exceeded"
+                if self.config.limit_status == 403:
+                    headers["X-RateLimit-Remaining"] = "0"  # all that tells this 403 from a forbidden one
+                message = f"rate limit of {self.config.rate:g} requests per {self.config.period:g}s exceeded"
+                return self.config.limit_status, headers, message
             self.quota_used += 1
             return 200, headers, None
 
