@@ -23,13 +23,15 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import requests
 from harness import ADMIN, cli_backfill, days_from, demo_api, rl_pipeline_backfill, server_counts, table_outcome
 from rich.console import Console
 from rich.table import Table
+
+from rl_pipeline_tests.support import write_sources
 
 
 def run(days: int, workers: int, url: str, tmp: Path) -> dict:
@@ -41,8 +43,15 @@ def run(days: int, workers: int, url: str, tmp: Path) -> dict:
 
 
 def cli_run(days: int, runs: int, url: str, tmp: Path) -> dict:
+    """From 2024-01-01, or from as far back as DAYS complete days need (10 years: from 2016; the demo API
+    serves any day, the sources file then starts there)."""
     requests.post(f"{url}/_admin/reset", headers=ADMIN, timeout=5)
-    result = cli_backfill(days_from(date(2024, 1, 1), days), runs, tmp)
+    first = min(date(2024, 1, 1), date.today() - timedelta(days=days))
+    env = {}
+    if first < date(2024, 1, 1):
+        sources = write_sources(Path(tempfile.mkdtemp(dir=tmp)) / "sources.yaml", start_date=first.isoformat())
+        env["RL_SOURCES_FILE"] = str(sources)
+    result = cli_backfill(days_from(first, days), runs, tmp, env)
     assert result["returncode"] == 0, result["stderr"]
     return {**server_counts(url), **result}
 
@@ -51,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, nargs="+", default=[31, 365])
     parser.add_argument("--rate", type=float, default=20.0)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 4], help="none: the CLI runs alone")
     parser.add_argument("--runs", type=int, nargs="+", default=[1, 2, 4], help="rl-pipeline backfill --runs")
     parser.add_argument(
         "--no-burst", action="store_true", help="the server is a leaky bucket with burst 1 (nginx limit_req, no burst)"
