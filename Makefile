@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/limiter_bench.py
 	$(BIN)/python benchmarks/writer_bench.py
+	$(BIN)/python benchmarks/growth_bench.py
 	$(BIN)/python benchmarks/backfill_bench.py
 	$(BIN)/python benchmarks/daemon_bench.py
 	$(BIN)/python benchmarks/memory_bench.py
