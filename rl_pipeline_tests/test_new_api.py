@@ -95,7 +95,8 @@ def test_a_url_without_a_day_or_an_answer_without_records_is_one_clear_line(make
         "or two (?start=...&end=...); the URL's parameters: limit=100"
     ]
     unauthorized = run(tmp_path, "new-api", "shop", "--url", f"{server.url}/v1/offset/events?date=2024-01-03")
-    assert unauthorized.returncode == 2 and "the server answered 401, not 200" in unauthorized.stderr
+    assert unauthorized.returncode == 2
+    assert "the server answered 401, not 200; does it want a token (--token-env)?" in unauthorized.stderr
     assert not (tmp_path / "sources.yaml").exists()
 
 

@@ -64,14 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--day", required=True, metavar="YYYY-MM-DD")
     check.add_argument("--pages", type=_positive_int, default=2, help="pages to fetch at most (default 2)")
     check.set_defaults(run="check:cmd_check")
-    new_api = commands.add_parser("new-api", help="describe another API from one real answer of it")
-    new_api.add_argument("name", help="the API's name in the sources file, e.g. shop")
-    new_api.add_argument(
-        "--url", required=True, help="one day's first page, e.g. 'https://host/v1/events?date=2024-01-01'"
-    )
-    new_api.add_argument("--token-env", metavar="VAR", help="the environment variable that holds its bearer token")
-    new_api.add_argument("--file", help="the sources file to add it to (default $RL_SOURCES_FILE, else ./sources.yaml)")
-    new_api.set_defaults(run="new_api:cmd_new_api")
+    _add_new_api(commands.add_parser("new-api", help="describe another API from one real answer of it"))
     commands.add_parser("status", help="partitions done, missing and failed; quota and forecast").set_defaults(
         run="status:cmd_status"
     )
@@ -83,13 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--api-port", type=int, default=8765, help="demo API port (default 8765)")
     demo.set_defaults(run="demo:cmd_demo")
     _add_demo_api(commands.add_parser("demo-api", help="serve the demo API"))
-    query = commands.add_parser("query", help="run read-only SQL on the warehouse")
+    _add_query(commands.add_parser("query", help="run read-only SQL on the warehouse"))
+    return parser
+
+
+def _add_query(query: argparse.ArgumentParser) -> None:
     query.add_argument("sql")
     query.add_argument("--warehouse", default=DEFAULT_WAREHOUSE)
     query.add_argument("--limit", type=int, default=100, help="rows to print at most")
     query.add_argument("--wait", type=float, default=10.0, help="seconds to wait while a writer holds the file")
     query.set_defaults(run="query:cmd_query")
-    return parser
+
+
+def _add_new_api(new_api: argparse.ArgumentParser) -> None:
+    new_api.add_argument("name", help="the API's name in the sources file, e.g. shop")
+    new_api.add_argument(
+        "--url", required=True, help="one day's first page, e.g. 'https://host/v1/events?date=2024-01-01'"
+    )
+    new_api.add_argument("--token-env", metavar="VAR", help="the environment variable that holds its bearer token")
+    new_api.add_argument("--file", help="the sources file to add it to (default $RL_SOURCES_FILE, else ./sources.yaml)")
+    new_api.set_defaults(run="new_api:cmd_new_api")
 
 
 def _add_demo_api(api: argparse.ArgumentParser) -> None:

@@ -181,7 +181,8 @@ def probe(url: str, token: str | None) -> requests.Response:
     except requests.RequestException as exc:
         raise UsageError(f"{urlsplit(url).netloc}: no answer: {type(exc).__name__}") from None
     if answer.status_code != 200:
-        raise UsageError(f"GET {urlsplit(url).path}: the server answered {answer.status_code}, not 200")
+        hint = "; does it want a token (--token-env)?" if answer.status_code in (401, 403) and not token else ""
+        raise UsageError(f"GET {urlsplit(url).path}: the server answered {answer.status_code}, not 200{hint}")
     return answer
 
 
@@ -207,7 +208,7 @@ def entry(name: str, url: str, token_env: str | None) -> tuple[dict[str, Any], G
         "pagination": {k: v for k, v in pagination.items() if v is not None or k == "cursor_path"},
         "records_path": records_path,
         "id_field": id_field,
-        "table": f"{name}_{parts.path.rstrip('/').rsplit('/', 1)[-1] or 'records'}".lower().replace("-", "_"),
+        "table": re.sub(r"\W", "_", f"{name}_{parts.path.rstrip('/').rsplit('/', 1)[-1] or 'records'}".lower()),
         **({"params": rest} if (rest := {k: v for k, v in query.items() if k not in asked}) else {}),
     }
     api = {
