@@ -434,22 +434,26 @@ class Warehouse:
         among = f"{quote(id_field)} BETWEEN ? AND ? AND {quote(id_field)} IN (SELECT {ids} FROM batch)"
         held = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {quote(table)} WHERE {among})", span).fetchone()
         refetched = bool(held and held[0])
-        changed = self._changed(conn, table, selected, id_field) if refetched and track_changes else 0
+        changed = self._changed(conn, table, selected, id_field, span) if refetched and track_changes else 0
         query = f"DELETE FROM {quote(table)} WHERE {among}"
         replaced = conn.execute(query, span).fetchone()[0] if refetched else 0  # type: ignore[index]
         conn.execute(f"INSERT INTO {quote(table)} BY NAME SELECT {', '.join(selected.values())} FROM batch")
         return Written(batch.num_rows, batch.num_rows - replaced, changed)
 
     @staticmethod
-    def _changed(conn: duckdb.DuckDBPyConnection, table: str, selected: dict[str, str], id_field: str) -> int:
-        """Rows of the batch whose id the table holds with other values (in the batch's fields)."""
+    def _changed(
+        conn: duckdb.DuckDBPyConnection, table: str, selected: dict[str, str], id_field: str, span: Any
+    ) -> int:
+        """Rows of the batch whose id the table holds with other values (in the batch's fields); `span`, the
+        batch's least and greatest id, bounds the table's side as it does the lookup's."""
         own = {name: expression for name, expression in selected.items() if name not in BOOKKEEPING}
         columns = [expression.rsplit(" AS ", 1)[1] for expression in own.values()]
         same = " AND ".join(f"b.{column} IS NOT DISTINCT FROM t.{column}" for column in columns)
         key = own[id_field].rsplit(" AS ", 1)[1]
         return conn.execute(
             f"SELECT count(*) FROM (SELECT {', '.join(own.values())} FROM batch) b "
-            f"JOIN {quote(table)} t ON b.{key} = t.{key} WHERE NOT ({same})"
+            f"JOIN {quote(table)} t ON b.{key} = t.{key} WHERE t.{key} BETWEEN ? AND ? AND NOT ({same})",
+            span,
         ).fetchone()[0]  # type: ignore[index]
 
     @staticmethod
