@@ -22,6 +22,11 @@ rate this module gives, which:
   where it had settled;
   beyond that it climbs only by `probe` of that rate per second, so a server
   that really is slower is asked again rarely;
+- when a probe after a pause of its own choosing (no Retry-After) is refused
+  too, with nothing taken between, the server is holding a window shut: what
+  it took since the busy spell began, pauses included, is what its window
+  allows, and the pace falls toward it (by `decrease` at most per refused
+  probe: a spell's first window, taken at once, says less than later ones);
 - never goes above the ceiling or below `floor`, and grows only while
   requests succeed (an idle hour does not bring back a rate nobody tried).
 
@@ -34,6 +39,7 @@ once a second on success.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, replace
 
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock
@@ -68,17 +74,25 @@ class PaceState:
     last_429: float = 0.0
     strikes: int = 0  # 429s in a row with no success between them (pause lengthens with them)
     streak: int = 0  # storms in a row, each within `memory` of the last (where it settles falls faster)
+    busy_since: float = 0.0  # when the requests of this busy spell began (no `memory` seconds without success)
+    served: int = 0  # the successes since `busy_since`
 
     def encode(self) -> str:
-        times = (self.base, self.since, self.refused_at_rate, self.last_success, self.last_429)
-        return ",".join([*map(repr, times), str(self.strikes), str(self.streak)])
+        times = (self.base, self.since, self.refused_at_rate, self.last_success, self.last_429, self.busy_since)
+        return ",".join([*map(repr, times), str(self.strikes), str(self.streak), str(self.served)])
 
     @classmethod
     def decode(cls, raw: str) -> PaceState:
         fields = raw.split(",")
-        base, since, refused_at_rate, last_success, last_429 = map(float, fields[:5])
-        streak = int(fields[6]) if len(fields) > 6 else 0  # kept by an earlier version without it
-        return cls(base, since, refused_at_rate, last_success, last_429, int(fields[5]), streak)
+        if len(fields) < 9:  # kept by an earlier version: what it knew, and a busy spell from now on
+            return cls(*map(float, fields[:5]), strikes=int(fields[5]))  # type: ignore[arg-type]
+        base, since, refused_at_rate, last_success, last_429, busy_since = map(float, fields[:6])
+        strikes, streak, served = map(int, fields[6:])
+        return cls(base, since, refused_at_rate, last_success, last_429, strikes, streak, busy_since, served)
+
+    def taken(self, now: float) -> float:
+        """Successes per second since the busy spell began, every pause included."""
+        return self.served / (now - self.busy_since) if now > self.busy_since > 0 else math.inf
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,8 @@ class LearnedPace:
 
     def __init__(self, store: StateStore, key: str, policy: PacePolicy, clock: Clock = SYSTEM_CLOCK) -> None:
         self.store, self.key, self.policy, self.clock = store, key, policy, clock
+        self._lock = threading.Lock()
+        self._pending, self._flushed = 0, -math.inf  # successes not yet counted in the store, and when last counted
 
     @property
     def cap(self) -> float:
@@ -140,14 +156,19 @@ class LearnedPace:
         return self.rate_of(self._state(self.store.get(self.key)), self.clock.now())
 
     def on_success(self) -> None:
-        """Let the pace keep growing: written at most once per second, not once per request."""
+        """Count the success and let the pace keep growing: written at most twice a second per process
+        (with the successes counted since), and at once after a 429 (a success ends a run of refusals)."""
         now = self.clock.now()
-        state = self._state(self.store.get(self.key))
-        if now - state.last_success < GROWTH_WITHOUT_NEWS / 2 and state.strikes == 0:
+        with self._lock:
+            self._pending += 1
+            due = now - self._flushed >= GROWTH_WITHOUT_NEWS / 2
+        if not due and self._state(self.store.get(self.key)).strikes == 0:
             return
+        with self._lock:
+            pending, self._pending, self._flushed = self._pending, 0, now
 
         def note(raw: str | None) -> tuple[str, None]:
-            old = self._state(raw)
+            old = self._counted(self._state(raw), now, pending)
             if old.last_success < now - GROWTH_WITHOUT_NEWS:
                 # Growth had stopped (idle, or refused): a new span starts here, from where it got to.
                 return replace(old, base=self.rate_of(old, now), since=now, last_success=now, strikes=0).encode(), None
@@ -155,13 +176,21 @@ class LearnedPace:
 
         self.store.update(self.key, note)
 
+    def _counted(self, state: PaceState, now: float, successes: int) -> PaceState:
+        """`state` with `successes` more served; a spell `memory` seconds after the last success begins anew."""
+        if state.busy_since == 0 or now - state.last_success > self.policy.memory:
+            return replace(state, busy_since=now, served=successes)
+        return replace(state, served=state.served + successes)
+
     def on_refused(self, retry_after: float | None) -> Refusal:
         """A 429: decrease once per storm; return the change and the pause everyone should keep."""
         now = self.clock.now()
         policy = self.policy
+        with self._lock:
+            pending, self._pending, self._flushed = self._pending, 0, now
 
         def refuse(raw: str | None) -> tuple[str, Refusal]:
-            old = self._state(raw)
+            old = self._counted(self._state(raw), now, pending)
             before = self.rate_of(old, now)
             if now - old.last_429 < policy.cooldown:
                 after, state = before, old  # the same storm: requests in flight when the first came back
@@ -181,10 +210,19 @@ class LearnedPace:
                 # were. (Refused sooner, the server was still full from the storm: that says nothing.)
                 crossed = self.grown(old, now) >= policy.cooldown and before < self.target(old) * (1 - 1e-9)
                 streak = old.streak if isolated else 1 if crossed else old.streak + 1
-                state = PaceState(after, now, refused_at, old.last_success, now, strikes=1, streak=streak)
+                state = replace(
+                    old, base=after, since=now, refused_at_rate=refused_at, last_429=now, strikes=1, streak=streak
+                )
             else:
-                after = before  # probing after a pause, refused again: wait longer, do not cut again
-                state = replace(old, last_429=now, strikes=old.strikes + 1)
+                after, state = before, replace(old, last_429=now, strikes=old.strikes + 1)
+                taken = old.taken(now)
+                if retry_after is None and now - old.busy_since >= policy.recover and before > taken * policy.settle:
+                    # Refused after a pause of our own choosing with nothing taken between: the server is
+                    # holding a window shut, and what it took since the spell began, the pauses included,
+                    # is what the window allows. Fall toward it, by `decrease` at most per refused probe.
+                    after = max(policy.floor, taken * policy.settle, before * policy.decrease)
+                    refused_at = min(old.refused_at_rate, taken)
+                    state = replace(state, base=after, since=now, refused_at_rate=refused_at, streak=1)
             wait = retry_after if retry_after is not None else policy.pause * 2 ** max(0, state.strikes - 1)
             return state.encode(), Refusal(before, after, min(wait, policy.max_pause) if retry_after is None else wait)
 

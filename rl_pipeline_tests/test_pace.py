@@ -9,7 +9,7 @@ import pytest
 from rl_pipeline.client import ApiClient
 from rl_pipeline.clock import FakeClock
 from rl_pipeline.demo_api import day_records
-from rl_pipeline.pace import LearnedPace, PacePolicy
+from rl_pipeline.pace import LearnedPace, PacePolicy, PaceState
 from rl_pipeline.sources import AdaptiveSpec, load_sources
 from rl_pipeline.state import open_store
 from rl_pipeline_tests.support import TOKEN
@@ -134,15 +134,75 @@ def test_refused_again_with_nothing_between_waits_longer_but_does_not_cut_again(
     pace.on_success()
     clock.advance(0.05)
     pauses = []
-    for _ in range(4):  # a server that counts refused requests: each probe after the pause is refused too
-        pauses.append(pace.on_refused(retry_after=None).pause)
+    for retry_after in (None, None, None, 5.0):  # each probe after the pause is refused too
+        pauses.append(pace.on_refused(retry_after=retry_after).pause)
         clock.advance(pauses[-1])
-    assert pauses == [1.0, 2.0, 4.0, 8.0]
-    assert pace.rate() == pytest.approx(15.52)  # one decrease for the whole episode
+    assert pauses == [1.0, 2.0, 4.0, 5.0]
+    # One decrease for the whole episode: the probes came too early in the spell (under `recover` seconds), or
+    # after a wait the server named, to say what a window allows.
+    assert pace.rate() == pytest.approx(15.52)
     pace.on_success()
     clock.advance(1.5)
     later = pace.on_refused(retry_after=None)  # a success came between: this is news, and the pause starts over
     assert later.decreased and later.after == pytest.approx(0.8 * later.before) and later.pause == 1.0
+
+
+TOO_HIGH = PacePolicy(ceiling=30, initial=30, floor=0.3)  # a file saying 300 per 10 s of a 200-per-10-s server
+
+
+def fill_a_window(pace: LearnedPace, clock: FakeClock, requests: int, rate: float) -> None:
+    for _ in range(requests):
+        pace.on_success()
+        clock.advance(1 / rate)
+
+
+def test_a_window_held_shut_brings_the_pace_down_to_what_the_server_took(store, namespace) -> None:
+    """A sliding window of 200 per 10 s that counts refused requests, and names no wait: filled at the
+    file's pace in 7 s, it stays shut until the first of them ages out, whatever the pace."""
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", TOO_HIGH, clock)
+    fill_a_window(pace, clock, 200, pace.rate())
+    began = clock.now() - 200 / 28.5
+    storm = pace.on_refused(retry_after=None)
+    assert (storm.before, storm.after) == (pytest.approx(28.5), pytest.approx(22.8))
+    clock.advance(storm.pause)
+    early = pace.on_refused(retry_after=None)  # 8 s in: 200 taken is 25 a second, above the pace: no news
+    assert not early.decreased
+    clock.advance(early.pause)
+    shut = pace.on_refused(retry_after=None)  # 10 s in, still shut: 200 in 10 s is what the window allows
+    taken = 200 / (clock.now() - began)
+    assert shut.decreased and shut.after == pytest.approx(0.95 * taken, rel=1e-3)
+    clock.advance(shut.pause)
+    fill_a_window(pace, clock, 100, shut.after)
+    assert pace.rate() == pytest.approx(0.95 * taken, rel=1e-3)  # it stays there; it does not climb back to 27
+
+
+def test_each_refused_probe_cuts_by_the_decrease_at_most(store, namespace) -> None:
+    """A spell's first window is taken at once (a slow start), so what it took says little yet: one refused
+    probe brings the pace down by `decrease` at most, the next ones further."""
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", TOO_HIGH, clock)
+    fill_a_window(pace, clock, 100, pace.rate())
+    clock.advance(6.0)  # the server's window was full from the start: it refuses at once, and for long
+    first = pace.on_refused(retry_after=None)
+    clock.advance(first.pause)
+    cuts = []
+    for _ in range(2):
+        cuts.append(pace.on_refused(retry_after=None))
+        clock.advance(cuts[-1].pause)
+    assert [c.after for c in cuts] == [pytest.approx(first.after * 0.8), pytest.approx(first.after * 0.8**2)]
+
+
+def test_every_process_counts_what_the_server_took(store, namespace) -> None:
+    """Each process writes its successes at most twice a second; a 429 counts its own at once."""
+    clock = FakeClock()
+    processes = [LearnedPace(store, f"{namespace}:pace", TOO_HIGH, clock) for _ in range(3)]
+    for i in range(300):
+        processes[i % 3].on_success()
+        clock.advance(0.01)
+    processes[0].on_refused(retry_after=None)
+    served = PaceState.decode(store.get(f"{namespace}:pace")).served
+    assert 300 - 2 * 50 <= served <= 300  # the others' last half second may still be theirs alone
 
 
 def test_an_unpublished_limit_starts_slow_and_grows_until_refused(store, namespace) -> None:
