@@ -24,9 +24,9 @@ rate this module gives, which:
   that really is slower is asked again rarely;
 - when a probe after a pause of its own choosing (no Retry-After) is refused
   too, with nothing taken between, the server is holding a window shut: what
-  it took since the busy spell began, pauses included, is what its window
-  allows, and the pace falls toward it (by `decrease` at most per refused
-  probe: a spell's first window, taken at once, says less than later ones);
+  it took since the busy spell began (`recover` seconds at least, and a
+  second's worth of requests), pauses included, is what its window allows,
+  and the pace settles under it;
 - never goes above the ceiling or below `floor`, and grows only while
   requests succeed (an idle hour does not bring back a rate nobody tried).
 
@@ -216,11 +216,12 @@ class LearnedPace:
             else:
                 after, state = before, replace(old, last_429=now, strikes=old.strikes + 1)
                 taken = old.taken(now)
-                if retry_after is None and now - old.busy_since >= policy.recover and before > taken * policy.settle:
+                spell = now - old.busy_since >= policy.recover and old.served >= before  # a second's worth
+                if retry_after is None and spell and before > taken * policy.settle:
                     # Refused after a pause of our own choosing with nothing taken between: the server is
                     # holding a window shut, and what it took since the spell began, the pauses included,
-                    # is what the window allows. Fall toward it, by `decrease` at most per refused probe.
-                    after = max(policy.floor, taken * policy.settle, before * policy.decrease)
+                    # is what the window allows.
+                    after = max(policy.floor, taken * policy.settle)
                     refused_at = min(old.refused_at_rate, taken)
                     state = replace(state, base=after, since=now, refused_at_rate=refused_at, streak=1)
             wait = retry_after if retry_after is not None else policy.pause * 2 ** max(0, state.strikes - 1)

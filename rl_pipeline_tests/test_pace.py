@@ -134,12 +134,11 @@ def test_refused_again_with_nothing_between_waits_longer_but_does_not_cut_again(
     pace.on_success()
     clock.advance(0.05)
     pauses = []
-    for retry_after in (None, None, None, 5.0):  # each probe after the pause is refused too
-        pauses.append(pace.on_refused(retry_after=retry_after).pause)
+    for _ in range(4):  # a server that counts refused requests: each probe after the pause is refused too
+        pauses.append(pace.on_refused(retry_after=None).pause)
         clock.advance(pauses[-1])
-    assert pauses == [1.0, 2.0, 4.0, 5.0]
-    # One decrease for the whole episode: the probes came too early in the spell (under `recover` seconds), or
-    # after a wait the server named, to say what a window allows.
+    assert pauses == [1.0, 2.0, 4.0, 8.0]
+    # One decrease for the whole episode: one success is not a second's worth, and says nothing of a window.
     assert pace.rate() == pytest.approx(15.52)
     pace.on_success()
     clock.advance(1.5)
@@ -177,20 +176,24 @@ def test_a_window_held_shut_brings_the_pace_down_to_what_the_server_took(store, 
     assert pace.rate() == pytest.approx(0.95 * taken, rel=1e-3)  # it stays there; it does not climb back to 27
 
 
-def test_each_refused_probe_cuts_by_the_decrease_at_most(store, namespace) -> None:
-    """A spell's first window is taken at once (a slow start), so what it took says little yet: one refused
-    probe brings the pace down by `decrease` at most, the next ones further."""
+def test_a_slow_start_that_filled_a_window_falls_to_what_the_window_took(store, namespace) -> None:
+    """An unpublished limit of 200 per 10 s: the slow start has grown far past 20 a second by the time the
+    window is full, and the window stays shut for seconds. The refused probes say what it allows."""
     clock = FakeClock()
-    pace = LearnedPace(store, f"{namespace}:pace", TOO_HIGH, clock)
-    fill_a_window(pace, clock, 100, pace.rate())
-    clock.advance(6.0)  # the server's window was full from the start: it refuses at once, and for long
-    first = pace.on_refused(retry_after=None)
-    clock.advance(first.pause)
-    cuts = []
-    for _ in range(2):
-        cuts.append(pace.on_refused(retry_after=None))
-        clock.advance(cuts[-1].pause)
-    assert [c.after for c in cuts] == [pytest.approx(first.after * 0.8), pytest.approx(first.after * 0.8**2)]
+    pace = LearnedPace(store, f"{namespace}:pace", PacePolicy(ceiling=1000, initial=5, floor=0.1), clock)
+    began = clock.now()
+    for _ in range(200):
+        pace.on_success()
+        clock.advance(1 / pace.rate())
+    assert pace.rate() > 60
+    clock.advance(pace.on_refused(retry_after=None).pause)
+    while clock.now() - began < 10:  # every probe is refused until 10 s after the first request
+        refused_at = clock.now()
+        shut = pace.on_refused(retry_after=None)
+        clock.advance(shut.pause)
+    assert shut.decreased and shut.after == pytest.approx(0.95 * 200 / (refused_at - began), rel=1e-3)
+    succeed_for(pace, clock, 5.0)
+    assert pace.rate() == pytest.approx(shut.after, rel=0.01)  # it settles there, not back toward the 60s
 
 
 def test_every_process_counts_what_the_server_took(store, namespace) -> None:
