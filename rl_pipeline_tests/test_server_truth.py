@@ -76,6 +76,24 @@ def test_a_sliding_window_counter_that_counts_refused_requests(make_demo_api, tm
     assert_exact_with_few_429s(server, backfill_in_processes(tmp_path))
 
 
+def test_a_sliding_log_that_counts_refused_requests_and_a_file_too_high(
+    make_demo_api, tmp_path: Path, monkeypatch
+) -> None:
+    """200 per 10 s as a sliding log, refused requests counted, no Retry-After; the file: 300 per 10 s. Filled
+    at the file's pace in 7 s, the window stays shut until its first requests age out: the refused probes say
+    what it allows, and the pace settles under it in one storm (before: storms at 28.5, 27, 24, 21 req/s)."""
+    server = make_demo_api(
+        rate=200, period=10, algorithm="sliding_window_log", count_refused=True, retry_after=False,
+        limit_headers=False,
+    )  # fmt: skip
+    sources = write_sources(tmp_path / "sources.yaml", rate_limits=[{"rate": 300, "period": 10}])
+    monkeypatch.setenv("RL_SOURCES_FILE", str(sources))
+    assert_exact_with_few_429s(server, backfill_in_processes(tmp_path), most=0.02)  # one storm: ~4 of ~350
+    spec = load_sources(sources).apis["demo"]
+    client = ApiClient("demo", spec, token=TOKEN, store=open_store(f"sqlite:///{tmp_path}/state.sqlite"))
+    assert client.pace.rate() < 20  # the window's 200 per 10 s, not the file's 30 a second
+
+
 def test_a_429_is_a_wait_not_a_failed_attempt_and_the_pace_is_learned(make_demo_api, tmp_path: Path) -> None:
     """A file 1.5x too high, one attempt allowed per request: the day completes; the pace ends under the server's."""
     server = make_demo_api(rate=10, burst=1, algorithm="leaky_bucket", limit_headers=False)
