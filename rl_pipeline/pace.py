@@ -26,7 +26,8 @@ rate this module gives, which:
   too, with nothing taken between, the server is holding a window shut: what
   it took since the busy spell began (`recover` seconds at least, and a
   second's worth of requests), pauses included, is what its window allows,
-  and the pace settles under it;
+  and the pace settles under it (not after `memory` seconds shut: that is a
+  quota or an outage, not a window);
 - never goes above the ceiling or below `floor`, and grows only while
   requests succeed (an idle hour does not bring back a rate nobody tried).
 
@@ -216,7 +217,10 @@ class LearnedPace:
             else:
                 after, state = before, replace(old, last_429=now, strikes=old.strikes + 1)
                 taken = old.taken(now)
-                spell = now - old.busy_since >= policy.recover and old.served >= before  # a second's worth
+                # A spell of `recover` seconds, a second's worth of successes, the last within `memory`: a
+                # server shut for longer is out of a quota or down, and says nothing of a window.
+                spell = now - old.busy_since >= policy.recover and old.served >= before
+                spell = spell and now - old.last_success <= policy.memory
                 if retry_after is None and spell and before > taken * policy.settle:
                     # Refused after a pause of our own choosing with nothing taken between: the server is
                     # holding a window shut, and what it took since the spell began, the pauses included,

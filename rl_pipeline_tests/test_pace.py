@@ -196,6 +196,22 @@ def test_a_slow_start_that_filled_a_window_falls_to_what_the_window_took(store, 
     assert pace.rate() == pytest.approx(shut.after, rel=0.01)  # it settles there, not back toward the 60s
 
 
+def test_a_server_shut_for_longer_than_memory_teaches_nothing_more(store, namespace) -> None:
+    """Out of an unpublished daily quota, say: refused for minutes after a short spell. What was taken over
+    the first `memory` seconds may be a window; beyond that the refusals are not, and cut nothing."""
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", TOO_HIGH, clock)
+    fill_a_window(pace, clock, 200, pace.rate())
+    refusals = []
+    for _ in range(8):  # probes 1, 2, 4 ... 128 s apart
+        refusals.append(pace.on_refused(retry_after=None))
+        clock.advance(refusals[-1].pause)
+    last_success = 200 / 28.5
+    cut_at = [sum(r.pause for r in refusals[:i]) for i, r in enumerate(refusals) if i and r.decreased]
+    assert cut_at and all(t <= 30 for t in cut_at)
+    assert refusals[-1].after == min(r.after for r in refusals) > 0.95 * 200 / (last_success + 30)
+
+
 def test_every_process_counts_what_the_server_took(store, namespace) -> None:
     """Each process writes its successes at most twice a second; a 429 counts its own at once."""
     clock = FakeClock()
