@@ -239,9 +239,14 @@ class EndpointGuard:
             refusal = shared.pace.on_refused(server.retry_after)
             pause = min(max(pause or 0.0, refusal.pause), self.max_pause)
             if refusal.decreased:
+                why = (
+                    f" (its window is still shut after a pause: it took {refusal.window_took:.2f} req/s)"
+                    if refusal.window_took
+                    else ""
+                )
                 self.on_event(
                     "pace",
-                    f"{self.name}: HTTP {status}; pacing at {refusal.after:.2f} req/s (was {refusal.before:.2f}; "
+                    f"{self.name}: HTTP {status}{why}; pacing at {refusal.after:.2f} req/s (was {refusal.before:.2f}; "
                     f"the sources file allows {shared.pace.policy.ceiling:g}); everyone waits {pause:.1f}s",
                 )
             else:

@@ -98,11 +98,13 @@ class PaceState:
 
 @dataclass(frozen=True)
 class Refusal:
-    """What one 429 changed: the pace before and after, and how long everyone waits."""
+    """What one 429 changed: the pace before and after, and how long everyone waits; `window_took`: the
+    requests per second the server took before holding its window shut, when that set the pace."""
 
     before: float
     after: float
     pause: float
+    window_took: float | None = None
 
     @property
     def decreased(self) -> bool:
@@ -194,44 +196,55 @@ class LearnedPace:
             old = self._counted(self._state(raw), now, pending)
             before = self.rate_of(old, now)
             if now - old.last_429 < policy.cooldown:
-                after, state = before, old  # the same storm: requests in flight when the first came back
+                after, state, took = before, old, None  # the same storm: requests in flight when the first came back
             elif old.last_success > old.last_429:
-                # A refusal long after the last one, at a pace that had settled, is arrival jitter (a
-                # request that reached the server a little early): dip, and come back to where it had
-                # settled. The first, or one soon after another, says the pace is too high: it settles
-                # under this one. The first while growing unguided may come late (a server's burst hid the
-                # overshoot): it falls under the rate a second before, and climbs back toward this one.
-                slow_starting = math.isinf(old.refused_at_rate) and policy.initial < self.cap
-                isolated = old.last_429 > 0 and now - old.last_429 >= policy.memory and not slow_starting
-                refused_at = max(old.refused_at_rate, before) if isolated else before
-                fall_from = before / policy.slow_start if slow_starting else before
-                after = max(policy.floor, fall_from * policy.decrease)
-                # Refused after a second of climbing, before it got where it meant to settle: the climb
-                # crossed the server's limit, just under this rate, however far over the storms before
-                # were. (Refused sooner, the server was still full from the storm: that says nothing.)
-                crossed = self.grown(old, now) >= policy.cooldown and before < self.target(old) * (1 - 1e-9)
-                streak = old.streak if isolated else 1 if crossed else old.streak + 1
-                state = replace(
-                    old, base=after, since=now, refused_at_rate=refused_at, last_429=now, strikes=1, streak=streak
-                )
+                after, state, took = *self._storm(old, now, before), None
             else:
-                after, state = before, replace(old, last_429=now, strikes=old.strikes + 1)
-                taken = old.taken(now)
-                # A spell of `recover` seconds, a second's worth of successes, the last within `memory`: a
-                # server shut for longer is out of a quota or down, and says nothing of a window.
-                spell = now - old.busy_since >= policy.recover and old.served >= before
-                spell = spell and now - old.last_success <= policy.memory
-                if retry_after is None and spell and before > taken * policy.settle:
-                    # Refused after a pause of our own choosing with nothing taken between: the server is
-                    # holding a window shut, and what it took since the spell began, the pauses included,
-                    # is what the window allows.
-                    after = max(policy.floor, taken * policy.settle)
-                    refused_at = min(old.refused_at_rate, taken)
-                    state = replace(state, base=after, since=now, refused_at_rate=refused_at, streak=1)
+                after, state, took = self._refused_again(old, now, before, retry_after)
             wait = retry_after if retry_after is not None else policy.pause * 2 ** max(0, state.strikes - 1)
-            return state.encode(), Refusal(before, after, min(wait, policy.max_pause) if retry_after is None else wait)
+            wait = min(wait, policy.max_pause) if retry_after is None else wait
+            return state.encode(), Refusal(before, after, wait, took)
 
         return self.store.update(self.key, refuse)
+
+    def _storm(self, old: PaceState, now: float, before: float) -> tuple[float, PaceState]:
+        """The first 429 since a success: where the pace falls, and what it remembers."""
+        policy = self.policy
+        # A refusal long after the last one, at a pace that had settled, is arrival jitter (a request that
+        # reached the server a little early): dip, and come back to where it had settled. The first, or one
+        # soon after another, says the pace is too high: it settles under this one. The first while growing
+        # unguided may come late (a server's burst hid the overshoot): it falls under the rate a second
+        # before, and climbs back toward this one.
+        slow_starting = math.isinf(old.refused_at_rate) and policy.initial < self.cap
+        isolated = old.last_429 > 0 and now - old.last_429 >= policy.memory and not slow_starting
+        refused_at = max(old.refused_at_rate, before) if isolated else before
+        fall_from = before / policy.slow_start if slow_starting else before
+        after = max(policy.floor, fall_from * policy.decrease)
+        # Refused after a second of climbing, before it got where it meant to settle: the climb crossed the
+        # server's limit, just under this rate, however far over the storms before were. (Refused sooner, the
+        # server was still full from the storm: that says nothing.)
+        crossed = self.grown(old, now) >= policy.cooldown and before < self.target(old) * (1 - 1e-9)
+        streak = old.streak if isolated else 1 if crossed else old.streak + 1
+        state = replace(old, base=after, since=now, refused_at_rate=refused_at, last_429=now, strikes=1, streak=streak)
+        return after, state
+
+    def _refused_again(
+        self, old: PaceState, now: float, before: float, retry_after: float | None
+    ) -> tuple[float, PaceState, float | None]:
+        """A probe after a pause, refused with nothing taken between: wait longer; and if the pause was of
+        our own choosing, the server is holding a window shut: what it took since the busy spell began,
+        the pauses included, is what the window allows (returned third when it sets the pace)."""
+        policy, state = self.policy, replace(old, last_429=now, strikes=old.strikes + 1)
+        taken = old.taken(now)
+        # A spell of `recover` seconds, a second's worth of successes, the last within `memory`: a server
+        # shut for longer is out of a quota or down, and says nothing of a window.
+        spell = now - old.busy_since >= policy.recover and old.served >= before
+        spell = spell and now - old.last_success <= policy.memory
+        if retry_after is not None or not spell or before <= taken * policy.settle:
+            return before, state, None
+        after = max(policy.floor, taken * policy.settle)
+        refused_at = min(old.refused_at_rate, taken)
+        return after, replace(state, base=after, since=now, refused_at_rate=refused_at, streak=1), taken
 
 
 def describe_pace(pace: LearnedPace) -> str:

@@ -62,3 +62,21 @@ def test_d1_two_limits_without_names_are_both_enforced() -> None:
     assert grants[-1] - grants[0] == pytest.approx(2 / (2 * 0.95))  # paced at the per-second limit
     with pytest.raises(Blocked, match="no grant within"):
         g.admit(clock.now(), deadline=60)  # the hourly limit holds: the 4th waits an hour
+
+
+def test_a_window_held_shut_is_named_in_the_run_log() -> None:
+    """A file 1.5x too high against 200 per 10 s that names no wait: the probe refused 10 s in says why the
+    pace falls to 19/s, not only that it does."""
+    clock, events = FakeClock(), []
+    spec = load_sources().apis["demo"].model_copy(update={"rate_limits": [RateLimitSpec(rate=30)]})
+    shared = ApiShared("demo", spec, open_store("memory://"), "demo:test", clock)
+    g = EndpointGuard(shared, "events_offset", rng=random.Random(0), on_event=lambda *e: events.append(e))
+    began = clock.now()
+    for _ in range(200):
+        g.written(g.admit(clock.now(), deadline=60).granted_at)
+        g.on_answer(200, {})
+    while clock.now() - began < 10:  # the window is shut until its first requests age out
+        g.admit(clock.now(), deadline=60)
+        assert g.on_answer(429, {}).rate_limited
+    shut = [message for kind, message in events if kind == "pace" and "window is still shut" in message]
+    assert len(shut) == 1 and "it took 19.96 req/s); pacing at 18.97 req/s" in shut[0], events  # 200 in 10.02 s
