@@ -70,7 +70,7 @@ class PacePolicy:
 class PaceState:
     base: float  # the rate at `since`
     since: float  # when the rate was last set (a decrease, or a slow-start step)
-    refused_at_rate: float = math.inf  # the rate that drew the last 429
+    refused_at_rate: float = math.inf  # the rate that drew the last 429, or what a window held shut took
     last_success: float = 0.0
     last_429: float = 0.0
     strikes: int = 0  # 429s in a row with no success between them (pause lengthens with them)
@@ -198,17 +198,18 @@ class LearnedPace:
             if now - old.last_429 < policy.cooldown:
                 after, state, took = before, old, None  # the same storm: requests in flight when the first came back
             elif old.last_success > old.last_429:
-                after, state, took = *self._storm(old, now, before), None
+                state = self._storm(old, now, before)
+                after, took = state.base, None
             else:
                 after, state, took = self._refused_again(old, now, before, retry_after)
-            wait = retry_after if retry_after is not None else policy.pause * 2 ** max(0, state.strikes - 1)
-            wait = min(wait, policy.max_pause) if retry_after is None else wait
+            own = min(policy.pause * 2 ** max(0, state.strikes - 1), policy.max_pause)
+            wait = retry_after if retry_after is not None else own
             return state.encode(), Refusal(before, after, wait, took)
 
         return self.store.update(self.key, refuse)
 
-    def _storm(self, old: PaceState, now: float, before: float) -> tuple[float, PaceState]:
-        """The first 429 since a success: where the pace falls, and what it remembers."""
+    def _storm(self, old: PaceState, now: float, before: float) -> PaceState:
+        """The first 429 since a success: the state with the pace fallen (`base`), and what it remembers."""
         policy = self.policy
         # A refusal long after the last one, at a pace that had settled, is arrival jitter (a request that
         # reached the server a little early): dip, and come back to where it had settled. The first, or one
@@ -225,8 +226,7 @@ class LearnedPace:
         # server was still full from the storm: that says nothing.)
         crossed = self.grown(old, now) >= policy.cooldown and before < self.target(old) * (1 - 1e-9)
         streak = old.streak if isolated else 1 if crossed else old.streak + 1
-        state = replace(old, base=after, since=now, refused_at_rate=refused_at, last_429=now, strikes=1, streak=streak)
-        return after, state
+        return replace(old, base=after, since=now, refused_at_rate=refused_at, last_429=now, strikes=1, streak=streak)
 
     def _refused_again(
         self, old: PaceState, now: float, before: float, retry_after: float | None
@@ -248,12 +248,12 @@ class LearnedPace:
 
 
 def describe_pace(pace: LearnedPace) -> str:
-    """`18.40 req/s (learned: 429s at 19.00; the sources file allows 20)`, for status lines."""
+    """`18.40 req/s (learned: the server's limit <= 19.00; the sources file allows 20)`, for status lines."""
     raw = pace.store.get(pace.key)
     state = PaceState.decode(raw) if raw else None
     rate = pace.rate()
     if state is None or math.isinf(state.refused_at_rate):
         learned = "no 429 seen" if state else "nothing learned yet"
     else:
-        learned = f"learned: last 429 at {state.refused_at_rate:.2f}"
+        learned = f"learned: the server's limit <= {state.refused_at_rate:.2f}"  # a 429 there, or a window shut
     return f"{rate:.2f} req/s ({learned}; the sources file allows {pace.policy.ceiling:g})"
