@@ -27,7 +27,10 @@ rate this module gives, which:
   it took since the busy spell began (`recover` seconds at least, and a
   second's worth of requests), pauses included, is what its window allows,
   and the pace settles under it (not after `memory` seconds shut: that is a
-  quota or an outage, not a window);
+  quota or an outage, not a window); a spell lasts through refusals for up to
+  `horizon` seconds, so a per-minute window's second and later shuts count
+  the windows before them, and the pace comes down to what the server allows
+  over several windows, not one;
 - never goes above the ceiling or below `floor`, and grows only while
   requests succeed (an idle hour does not bring back a rate nobody tried).
 
@@ -62,6 +65,7 @@ class PacePolicy:
     slow_start: float = 1.5  # before any 429: factor per second of successes (unpublished limits only)
     cooldown: float = 1.0  # seconds after a decrease in which 429s do not decrease again
     memory: float = 30.0  # a 429 this long after the last, at the settled pace, leaves the pace where it settled
+    horizon: float = 120.0  # seconds a window may stay shut (a per-minute limit): longer, a quota or an outage
     pause: float = 1.0  # seconds every worker waits after a 429 that gives no Retry-After
     max_pause: float = 30.0  # the longest such wait, when 429s keep coming with nothing in between
 
@@ -180,8 +184,11 @@ class LearnedPace:
         self.store.update(self.key, note)
 
     def _counted(self, state: PaceState, now: float, successes: int) -> PaceState:
-        """`state` with `successes` more served; a spell `memory` seconds after the last success begins anew."""
-        if state.busy_since == 0 or now - state.last_success > self.policy.memory:
+        """`state` with `successes` more served. A spell begins anew `memory` seconds after the last success,
+        or `horizon` seconds after it while refusals keep coming: a per-minute window held shut is part of
+        the spell (what it took over several windows is what it allows), an idle minute is not."""
+        quiet = self.policy.horizon if state.strikes else self.policy.memory
+        if state.busy_since == 0 or now - state.last_success > quiet:
             return replace(state, busy_since=now, served=successes)
         return replace(state, served=state.served + successes)
 

@@ -9,6 +9,7 @@ import pytest
 from rl_pipeline.client import ApiClient
 from rl_pipeline.clock import FakeClock
 from rl_pipeline.demo_api import day_records
+from rl_pipeline.demo_api.limits import ServerLimit
 from rl_pipeline.pace import LearnedPace, PacePolicy, PaceState
 from rl_pipeline.sources import AdaptiveSpec, load_sources
 from rl_pipeline.state import open_store
@@ -210,6 +211,25 @@ def test_a_server_shut_for_longer_than_memory_teaches_nothing_more(store, namesp
     cut_at = [sum(r.pause for r in refusals[:i]) for i, r in enumerate(refusals) if i and r.decreased]
     assert cut_at and all(t <= 30 for t in cut_at)
     assert refusals[-1].after == min(r.after for r in refusals) > 0.95 * 200 / (last_success + 30)
+
+
+def test_a_per_minute_window_held_shut_is_learned_across_its_windows(store, namespace) -> None:
+    """ "120 a minute" written as `rate: 20` (a second): a sliding log that counts refused requests and names
+    no wait fills in 6 s, then stays shut for most of a minute, longer than `memory`. Each spell counts the
+    windows before it, so the pace comes down to what the server allows, and the refusals stop."""
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", PacePolicy(ceiling=20, initial=20, floor=0.1), clock)
+    server = ServerLimit("sliding_window_log", rate=120, period=60, burst=1, count_refused=True, now=clock.now())
+    began, refused_at = clock.now(), []
+    while clock.now() - began < 900:
+        if server.admit(clock.now())[0]:
+            pace.on_success()
+            clock.advance(1 / pace.rate())
+        else:
+            refused_at.append(clock.now() - began)
+            clock.advance(pace.on_refused(retry_after=None).pause)
+    assert 1.8 < pace.rate() <= 2.0
+    assert len([t for t in refused_at if t > 450]) <= 5  # a spell of one window each: 21, at 2.15 a second
 
 
 def test_every_process_counts_what_the_server_took(store, namespace) -> None:
