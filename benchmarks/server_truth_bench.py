@@ -10,15 +10,19 @@ The demo API runs in its own process, enforcing 20 requests/s (or 200 per
 - leaky_bucket: burst 1 (nginx `limit_req` with no burst), 429 with Retry-After: 1;
 - fixed_window: 200 per aligned 10 s, 429 with Retry-After;
 - sliding_window_log, sliding_window_counter: 200 per 10 s, refused requests
-  counted too, 429 with no Retry-After.
+  counted too, 429 with no Retry-After;
+- minute_window (only when named in --servers): a sliding log of 120 per 60 s
+  (2 a second), refused requests counted, no Retry-After: "120 a minute".
 
 Each sources file describes it as a hurried user would: `exact` (algorithm,
 period, burst), `rate` (only the rate and period), `too_high` (the rate
 1.5x what the server allows), `adaptive` (no limit, `adaptive:
-{initial_rate: 5}`). Each cell is `rl-pipeline backfill` of `events_offset`
+{initial_rate: 5}`); and, when named in --files, `per_second` (the limit's count
+with its period left out, so read per second: 10x too high for a 10 s window,
+60x for a minute). Each cell is `rl-pipeline backfill` of `events_offset`
 for DAYS days, RUNS runs at once, on a fresh instance and state store.
 
-Ideal = pages served (200s) / 20 per second: the server's real limit.
+Ideal = pages served (200s) / the server's real limit (20 per second, 2 for minute_window).
 "span / ideal" runs from the server's first request to its last.
 Goal for every cell: exact dataset, <= 0.5% of requests answered 429, span <= 1.10 of ideal, no failed day.
 """
@@ -42,7 +46,6 @@ from rich.table import Table
 
 from rl_pipeline.sources import SHIPPED_SOURCES
 
-RATE = 20.0  # what every server really allows, per second
 SERVERS: dict[str, dict[str, Any]] = {
     "token_bucket": {"rate": 20, "period": 1, "burst": 20, "flags": []},
     "leaky_bucket": {"rate": 20, "period": 1, "burst": 1, "flags": []},
@@ -51,8 +54,18 @@ SERVERS: dict[str, dict[str, Any]] = {
     "sliding_window_counter": {
         "rate": 200, "period": 10, "burst": 1, "flags": ["--count-refused", "--no-retry-after"],
     },
+    "minute_window": {
+        "rate": 120, "period": 60, "burst": 1, "algorithm": "sliding_window_log",
+        "flags": ["--count-refused", "--no-retry-after"],
+    },
 }  # fmt: skip
-FILES = ("exact", "rate", "too_high", "adaptive")
+MATRIX = tuple(name for name in SERVERS if name != "minute_window")  # the issue's five
+FILES = ("exact", "rate", "too_high", "adaptive", "per_second")
+MATRIX_FILES = FILES[:4]
+
+
+def algorithm_of(server: str) -> str:
+    return SERVERS[server].get("algorithm", server)
 
 
 def sources_for(server: str, kind: str) -> dict[str, Any]:
@@ -63,10 +76,12 @@ def sources_for(server: str, kind: str) -> dict[str, Any]:
         return {"rate_limits": [], "adaptive": {"initial_rate": 5}}
     if kind == "too_high":
         return {"rate_limits": [{"rate": rate * 1.5, "period": period}]}
+    if kind == "per_second":
+        return {"rate_limits": [{"rate": rate}]}
     if kind == "rate":
         return {"rate_limits": [{"rate": rate, "period": period}]}
     # exact: the client has no fixed window; a sliding log of the same numbers is what a careful user would pick.
-    algorithm = {"fixed_window": "sliding_window_log"}.get(server, server)
+    algorithm = {"fixed_window": "sliding_window_log"}.get(server, algorithm_of(server))
     burst = {"burst": config["burst"]} if algorithm in ("token_bucket", "leaky_bucket") else {}
     return {"rate_limits": [{"rate": rate, "period": period, "algorithm": algorithm, **burst}]}
 
@@ -95,7 +110,8 @@ def dlt_cell(days: list[str], url: str, tmp: Path) -> dict[str, Any]:
 
 
 def row(name: str, kind: str, r: dict[str, Any]) -> list[str]:
-    ideal = r["200"] / RATE
+    config = SERVERS[name]
+    ideal = r["200"] / (config["rate"] / config["period"])
     share = r["429"] / r["requests"] if r["requests"] else 0.0
     met = r["exact"] and not r["failed"] and share <= 0.005 and r["span"] <= 1.10 * ideal
     return [
@@ -115,19 +131,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--runs", type=int, default=4, help="rl-pipeline backfill --runs")
-    parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
-    parser.add_argument("--files", nargs="*", choices=FILES, default=list(FILES), help="none: the dlt peer alone")
+    parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(MATRIX))
+    parser.add_argument(
+        "--files", nargs="*", choices=FILES, default=list(MATRIX_FILES), help="none: the dlt peer alone"
+    )
     parser.add_argument("--no-dlt", dest="dlt", action="store_false", help="skip the dlt peer")
     args = parser.parse_args()
     days = days_from(date(2024, 1, 1), args.days)
     table = Table(
         "server", "sources file", "requests", "429s", "429 share", "ideal s", "span s", "span / ideal", "wall s",
         "longest gap s", "exact", "failed", "goal",
-        title=f"events_offset, {args.days} days, {args.runs} runs at once, servers at 20 req/s, {os.cpu_count()} cores",
+        title=f"events_offset, {args.days} days, {args.runs} runs at once, {os.cpu_count()} cores",
     )  # fmt: skip
     for server in args.servers:
         config = SERVERS[server]
-        flags = ["--algorithm", server, "--period", str(config["period"]), "--no-limit-headers", *config["flags"]]
+        flags = ["--algorithm", algorithm_of(server), "--period", str(config["period"]), "--no-limit-headers"]
+        flags += config["flags"]
         with demo_api(config["rate"], config["burst"], 10_000_000, *flags) as url, tempfile.TemporaryDirectory() as tmp:
             for kind in args.files:
                 report(table, row(server, kind, rl_pipeline_cell(server, kind, days, args.runs, url, Path(tmp))))
