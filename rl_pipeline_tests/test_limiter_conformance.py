@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
 
 import pytest
@@ -16,6 +18,7 @@ from rl_pipeline.errors import RateLimitTimeout
 from rl_pipeline.limiter import RateLimiter
 from rl_pipeline.limits import Algorithm, Limit
 from rl_pipeline.state import StateStore, open_store
+from rl_pipeline.state.sqlite import SqliteStore
 
 TOL = 1e-5
 
@@ -202,6 +205,31 @@ def test_update_is_atomic_read_modify_write(store, namespace) -> None:
     assert store.get(key) == "fresh"
     assert store.update(key, lambda v: (None, v)) == "fresh"  # None deletes
     assert store.get(key) is None
+
+
+def test_stores_opening_one_new_sqlite_file_at_once_all_open_it(tmp_path) -> None:
+    """The first openers of a file race to put it in WAL mode, a change SQLite will not wait for."""
+    failures: list[Exception] = []
+
+    def open_at(url: str, ready: threading.Barrier) -> None:
+        ready.wait()
+        try:
+            store = SqliteStore(url)
+        except sqlite3.OperationalError as exc:
+            failures.append(exc)
+            return
+        store.update("k", increment)
+        store.close()
+
+    for i in range(100):
+        url, ready = f"sqlite:///{tmp_path}/state-{i}.sqlite", threading.Barrier(8)
+        threads = [threading.Thread(target=open_at, args=(url, ready)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures, f"{url}: {failures[0]}"
+        assert SqliteStore(url).get("k") == "8"
 
 
 CONTENDERS, INCREMENTS = 4, 150

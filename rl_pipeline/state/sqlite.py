@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,21 @@ _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT) WITH
 # value inside it. Twice as fast as BEGIN IMMEDIATE, SELECT, UPDATE, COMMIT.
 _UPDATE = "UPDATE kv SET value = rl_update(value) WHERE key = ?"
 _CREATE = "INSERT OR IGNORE INTO kv (key, value) VALUES (?, NULL)"
+
+
+def use_wal(conn: sqlite3.Connection, tries: int = 100) -> None:
+    """Put the file in WAL mode (which the file keeps, so only its first opener changes it). Changing
+    it needs a lock that SQLite does not wait for when another connection is opening the same new file
+    (it answers "database is locked" at once rather than risk a deadlock), so that is tried again."""
+    for attempt in range(tries):
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.01 * (1 + attempt % 10))
 
 
 def sqlite_path(url: str) -> Path:
@@ -66,7 +82,7 @@ class SqliteStore(StateStore):
         found = getattr(self._local, "conn", None)
         if found is None:
             conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            use_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             updater = _Updater()
             conn.create_function("rl_update", 1, updater)
