@@ -58,16 +58,20 @@ class CircuitOpen(RlPipelineError, RuntimeError):
 class QuotaExhausted(RlPipelineError, RuntimeError):
     """A quota has no request left; it says which, how much was used and when it resets."""
 
-    def __init__(self, api: str, which: str, used: int, limit: int, resets_at: float, where: str = "") -> None:
+    def __init__(
+        self, api: str, which: str, used: int, limit: int, resets_at: float, where: str = "", own: int | None = None
+    ) -> None:
+        # `own`: what this store counted, where the server's count of what is left says more was used.
+        counted = f"{used} used" if own is None or own >= used else f"{used} used by the server's count, {own} by ours"
         super().__init__(
             (f"{where}: " if where else "")
-            + f"{which} quota of {limit} requests for {api} is used up ({used} used); resets at {iso_time(resets_at)}"
+            + f"{which} quota of {limit} requests for {api} is used up ({counted}); resets at {iso_time(resets_at)}"
         )
-        self.api, self.which, self.used, self.limit, self.resets_at = api, which, used, limit, resets_at
+        self.api, self.which, self.used, self.limit, self.resets_at, self.own = api, which, used, limit, resets_at, own
 
     def at(self, where: str) -> QuotaExhausted:
         """The same refusal, naming where it happened (source, partition, page)."""
-        return QuotaExhausted(self.api, self.which, self.used, self.limit, self.resets_at, where)
+        return QuotaExhausted(self.api, self.which, self.used, self.limit, self.resets_at, where, self.own)
 
 
 class WarehouseError(RlPipelineError, RuntimeError):

@@ -56,25 +56,32 @@ class QuotaLedger:
         self.store, self.api, self.policy, self.clock = store, api, policy, clock
         self.key = key or keys.quota(api)
 
-    def _read(self, raw: str | None, now: float) -> tuple[float, int, float, int]:
-        """(day start, used that day, month start, used that month), rolled over to the current periods.
+    def _read(self, raw: str | None, now: float) -> tuple[float, int, float, int, int]:
+        """(day start, used that day, month start, used that month, sent that day by this store), rolled
+        over to the current periods. Used counts what the server reports used too (`follow_server`).
 
         A stored period is never rolled back: a host whose clock is behind the one that rolled it over
         charges the new period too, rather than flipping the ledger between two days at the reset."""
         day_start, _, month_start, _ = self.policy.periods(now)
-        stored_day, day_used, stored_month, month_used = (
-            (float(x) for x in raw.split(",")) if raw else (day_start, 0, month_start, 0)
-        )
+        fields = [float(x) for x in raw.split(",")] if raw else [day_start, 0, month_start, 0]
+        stored_day, day_used, stored_month, month_used = fields[:4]
+        day_sent = fields[4] if len(fields) > 4 else day_used  # kept by an earlier version: all of it sent
+        today = stored_day >= day_start
         return (
             max(day_start, stored_day),
-            int(day_used) if stored_day >= day_start else 0,
+            int(day_used) if today else 0,
             max(month_start, stored_month),
             int(month_used) if stored_month >= month_start else 0,
+            int(day_sent) if today else 0,
         )
+
+    @staticmethod
+    def _encode(day_start: float, day_used: int, month_start: float, month_used: int, day_sent: int) -> str:
+        return f"{day_start!r},{day_used},{month_start!r},{month_used},{day_sent}"
 
     def usage(self) -> Usage:
         now = self.clock.now()
-        _, day_used, _, month_used = self._read(self.store.get(self.key), now)
+        _, day_used, _, month_used, _ = self._read(self.store.get(self.key), now)
         _, next_day, _, next_month = self.policy.periods(now)
         daily, monthly = self.policy.daily, self.policy.monthly
         return Usage(
@@ -91,13 +98,15 @@ class QuotaLedger:
         now = self.clock.now()
 
         def apply(raw: str | None) -> tuple[str | None, QuotaExhausted | None]:
-            day_start, day_used, month_start, month_used = self._read(raw, now)
+            day_start, day_used, month_start, month_used, day_sent = self._read(raw, now)
             _, next_day, _, next_month = self.policy.periods(now)
             if self.policy.daily is not None and day_used + requests > self.policy.daily:
-                return raw, QuotaExhausted(self.api, "daily", day_used, self.policy.daily, next_day)
+                return raw, QuotaExhausted(self.api, "daily", day_used, self.policy.daily, next_day, own=day_sent)
             if self.policy.monthly is not None and month_used + requests > self.policy.monthly:
                 return raw, QuotaExhausted(self.api, "monthly", month_used, self.policy.monthly, next_month)
-            return f"{day_start!r},{day_used + requests},{month_start!r},{month_used + requests}", None
+            return self._encode(
+                day_start, day_used + requests, month_start, month_used + requests, day_sent + requests
+            ), None
 
         refused = self.store.update(self.key, apply)
         if refused:
@@ -110,9 +119,9 @@ class QuotaLedger:
         now = self.clock.now()
 
         def apply(raw: str | None) -> tuple[str, None]:
-            day_start, day_used, month_start, month_used = self._read(raw, now)
+            day_start, day_used, month_start, month_used, day_sent = self._read(raw, now)
             seen = max(day_used, self.policy.daily - day_remaining)
-            return f"{day_start!r},{seen},{month_start!r},{month_used + seen - day_used}", None
+            return self._encode(day_start, seen, month_start, month_used + seen - day_used, day_sent), None
 
         self.store.update(self.key, apply)
 

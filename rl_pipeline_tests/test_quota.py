@@ -81,6 +81,26 @@ def test_the_ledger_follows_what_the_server_reports(store, namespace) -> None:
     assert ledger.usage().day_left == 40
 
 
+def test_a_quota_the_server_says_is_spent_says_how_much_was_sent_from_here(store, namespace) -> None:
+    """The file says 50,000 a day; the server's count says none is left after 300: its quota is smaller,
+    or someone else shares the key. The refusal says how many of them were its own."""
+    ledger = QuotaLedger(store, namespace, QuotaPolicy(daily=50_000), FakeClock())
+    for _ in range(300):
+        ledger.charge()
+    ledger.follow_server(day_remaining=0)
+    with pytest.raises(QuotaExhausted, match=r"\(50000 used by the server's count, 300 by ours\)"):
+        ledger.charge()
+    assert ledger.usage().day_used == 50_000
+
+
+def test_a_ledger_kept_by_an_earlier_version_is_read_as_all_sent(store, namespace) -> None:
+    clock = FakeClock(start=at("2026-03-31T12:00:00"))
+    ledger = QuotaLedger(store, namespace, QuotaPolicy(daily=3), clock)
+    store.set(ledger.key, f"{at('2026-03-31T00:00:00')!r},3,{at('2026-03-01T00:00:00')!r},3")
+    with pytest.raises(QuotaExhausted, match=r"\(3 used\)"):
+        ledger.charge()
+
+
 def usage(day_left, month_left, now) -> Usage:
     return Usage(0, 0, day_left, month_left, at("2026-01-02T00:00:00"), at("2026-02-01T00:00:00"))
 
