@@ -8,7 +8,7 @@ never exceeded by this client, whatever number of workers share it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from rl_pipeline.clock import SYSTEM_CLOCK, Clock, in_words, iso_time
@@ -47,6 +47,31 @@ class Usage:
         return min(self.day_left, self.month_left)
 
 
+@dataclass(frozen=True)
+class Counts:
+    """What the ledger stores: the requests used today and this month, and of today's, how many this
+    store counted itself (the rest the server's remaining-header says were used, by others or by a quota
+    smaller than the file's)."""
+
+    day_start: float
+    day_used: int
+    month_start: float
+    month_used: int
+    day_own: int
+
+    def used(self, requests: int, *, own: bool) -> Counts:
+        """These counts with `requests` more used (`own`: counted by this store)."""
+        return replace(
+            self,
+            day_used=self.day_used + requests,
+            month_used=self.month_used + requests,
+            day_own=self.day_own + (requests if own else 0),
+        )
+
+    def encode(self) -> str:
+        return f"{self.day_start!r},{self.day_used},{self.month_start!r},{self.month_used},{self.day_own}"
+
+
 class QuotaLedger:
     """One API's quota ledger; every thread, process and machine on the store shares it."""
 
@@ -56,39 +81,34 @@ class QuotaLedger:
         self.store, self.api, self.policy, self.clock = store, api, policy, clock
         self.key = key or keys.quota(api)
 
-    def _read(self, raw: str | None, now: float) -> tuple[float, int, float, int, int]:
-        """(day start, used that day, month start, used that month, sent that day by this store), rolled
-        over to the current periods. Used counts what the server reports used too (`follow_server`).
+    def _read(self, raw: str | None, now: float) -> Counts:
+        """The stored counts, rolled over to the current periods.
 
         A stored period is never rolled back: a host whose clock is behind the one that rolled it over
         charges the new period too, rather than flipping the ledger between two days at the reset."""
         day_start, _, month_start, _ = self.policy.periods(now)
         fields = [float(x) for x in raw.split(",")] if raw else [day_start, 0, month_start, 0]
         stored_day, day_used, stored_month, month_used = fields[:4]
-        day_sent = fields[4] if len(fields) > 4 else day_used  # kept by an earlier version: all of it sent
+        day_own = fields[4] if len(fields) > 4 else day_used  # kept by an earlier version: all of it its own
         today = stored_day >= day_start
-        return (
+        return Counts(
             max(day_start, stored_day),
             int(day_used) if today else 0,
             max(month_start, stored_month),
             int(month_used) if stored_month >= month_start else 0,
-            int(day_sent) if today else 0,
+            int(day_own) if today else 0,
         )
-
-    @staticmethod
-    def _encode(day_start: float, day_used: int, month_start: float, month_used: int, day_sent: int) -> str:
-        return f"{day_start!r},{day_used},{month_start!r},{month_used},{day_sent}"
 
     def usage(self) -> Usage:
         now = self.clock.now()
-        _, day_used, _, month_used, _ = self._read(self.store.get(self.key), now)
+        counts = self._read(self.store.get(self.key), now)
         _, next_day, _, next_month = self.policy.periods(now)
         daily, monthly = self.policy.daily, self.policy.monthly
         return Usage(
-            day_used,
-            month_used,
-            daily - day_used if daily is not None else math.inf,
-            monthly - month_used if monthly is not None else math.inf,
+            counts.day_used,
+            counts.month_used,
+            daily - counts.day_used if daily is not None else math.inf,
+            monthly - counts.month_used if monthly is not None else math.inf,
             next_day,
             next_month,
         )
@@ -98,15 +118,14 @@ class QuotaLedger:
         now = self.clock.now()
 
         def apply(raw: str | None) -> tuple[str | None, QuotaExhausted | None]:
-            day_start, day_used, month_start, month_used, day_sent = self._read(raw, now)
+            counts = self._read(raw, now)
             _, next_day, _, next_month = self.policy.periods(now)
-            if self.policy.daily is not None and day_used + requests > self.policy.daily:
-                return raw, QuotaExhausted(self.api, "daily", day_used, self.policy.daily, next_day, own=day_sent)
-            if self.policy.monthly is not None and month_used + requests > self.policy.monthly:
-                return raw, QuotaExhausted(self.api, "monthly", month_used, self.policy.monthly, next_month)
-            return self._encode(
-                day_start, day_used + requests, month_start, month_used + requests, day_sent + requests
-            ), None
+            daily, monthly = self.policy.daily, self.policy.monthly
+            if daily is not None and counts.day_used + requests > daily:
+                return raw, QuotaExhausted(self.api, "daily", counts.day_used, daily, next_day, own=counts.day_own)
+            if monthly is not None and counts.month_used + requests > monthly:
+                return raw, QuotaExhausted(self.api, "monthly", counts.month_used, monthly, next_month)
+            return counts.used(requests, own=True).encode(), None
 
         refused = self.store.update(self.key, apply)
         if refused:
@@ -119,9 +138,9 @@ class QuotaLedger:
         now = self.clock.now()
 
         def apply(raw: str | None) -> tuple[str, None]:
-            day_start, day_used, month_start, month_used, day_sent = self._read(raw, now)
-            seen = max(day_used, self.policy.daily - day_remaining)
-            return self._encode(day_start, seen, month_start, month_used + seen - day_used, day_sent), None
+            counts = self._read(raw, now)
+            seen = max(counts.day_used, self.policy.daily - day_remaining)
+            return counts.used(seen - counts.day_used, own=False).encode(), None
 
         self.store.update(self.key, apply)
 

@@ -81,7 +81,7 @@ def test_the_ledger_follows_what_the_server_reports(store, namespace) -> None:
     assert ledger.usage().day_left == 40
 
 
-def test_a_quota_the_server_says_is_spent_says_how_much_was_sent_from_here(store, namespace) -> None:
+def test_a_quota_the_server_says_is_spent_says_how_much_of_it_was_its_own(store, namespace) -> None:
     """The file says 50,000 a day; the server's count says none is left after 300: its quota is smaller,
     or someone else shares the key. The refusal says how many of them were its own."""
     ledger = QuotaLedger(store, namespace, QuotaPolicy(daily=50_000), FakeClock())
@@ -93,7 +93,7 @@ def test_a_quota_the_server_says_is_spent_says_how_much_was_sent_from_here(store
     assert ledger.usage().day_used == 50_000
 
 
-def test_a_ledger_kept_by_an_earlier_version_is_read_as_all_sent(store, namespace) -> None:
+def test_a_ledger_kept_by_an_earlier_version_is_read_as_all_its_own(store, namespace) -> None:
     clock = FakeClock(start=at("2026-03-31T12:00:00"))
     ledger = QuotaLedger(store, namespace, QuotaPolicy(daily=3), clock)
     store.set(ledger.key, f"{at('2026-03-31T00:00:00')!r},3,{at('2026-03-01T00:00:00')!r},3")

@@ -23,17 +23,20 @@ _UPDATE = "UPDATE kv SET value = rl_update(value) WHERE key = ?"
 _CREATE = "INSERT OR IGNORE INTO kv (key, value) VALUES (?, NULL)"
 
 
-def use_wal(conn: sqlite3.Connection, tries: int = 100) -> None:
+WAL_TRIES = 100  # ~5 s in all
+
+
+def use_wal(conn: sqlite3.Connection) -> None:
     """Put the file in WAL mode (which the file keeps, so only its first opener changes it). Changing
     it needs a lock that SQLite does not wait for when another connection is opening the same new file
     (it answers "database is locked" at once rather than risk a deadlock), so that is tried again."""
-    for attempt in range(tries):
+    for attempt in range(WAL_TRIES):
         try:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == tries - 1:
+            if "locked" not in str(exc) or attempt == WAL_TRIES - 1:
                 raise
             time.sleep(0.01 * (1 + attempt % 10))
 
