@@ -14,12 +14,13 @@ rate this module gives, which:
 - then climbs back within `recover` seconds to `settle` times the rate that
   drew the 429, `settle` squared after a second storm in a row at the rate
   it had settled at, cubed after a third (each within `memory` seconds of the
-  last: a file far above the server's rate converges in a few storms, not one
-  per 5%) — but a 429 before the climb got there says the climb crossed the
-  server's limit just under the rate that drew it: `settle` times that, once;
-  or, when the 429 came alone at a pace that had settled (`memory` seconds
-  after the last: a request that reached the server a little early), to
-  where it had settled;
+  last, and within `recover` seconds of getting there: a file far above the
+  server's rate converges in a few storms, not one per 5%; a pace the server
+  took for longer is at most a little over, and settles once under it) — but
+  a 429 before the climb got there says the climb crossed the server's limit
+  just under the rate that drew it: `settle` times that, once; or, when the
+  429 came alone at a pace that had settled (`memory` seconds after the last:
+  a request that reached the server a little early), to where it had settled;
   beyond that it climbs only by `probe` of that rate per second, so a server
   that really is slower is asked again rarely;
 - when a probe after a pause of its own choosing (no Retry-After) is refused
@@ -159,8 +160,26 @@ class LearnedPace:
         return min(self.cap, max(policy.floor, rate))
 
     def rate(self) -> float:
-        """Requests per second to pace at now."""
-        return self.rate_of(self._state(self.store.get(self.key)), self.clock.now())
+        """Requests per second to pace at now. While 429s are coming, the successes this instance has not
+        counted yet are counted first: a window held shut is judged by what every worker took before it
+        shut, and workers waiting out the pause send nothing that would count them."""
+        now = self.clock.now()
+        state = self._state(self.store.get(self.key))
+        if state.strikes and self._pending:
+            pending = self._take_pending(now)
+
+            def count(raw: str | None) -> tuple[str, PaceState]:
+                counted = self._counted(self._state(raw), now, pending)
+                return counted.encode(), counted
+
+            state = self.store.update(self.key, count)
+        return self.rate_of(state, now)
+
+    def _take_pending(self, now: float) -> int:
+        """The successes not yet counted in the store, now to be counted by the caller."""
+        with self._lock:
+            pending, self._pending, self._flushed = self._pending, 0, now
+        return pending
 
     def on_success(self) -> None:
         """Count the success and let the pace keep growing: written at most twice a second per process
@@ -171,8 +190,7 @@ class LearnedPace:
             due = now - self._flushed >= GROWTH_WITHOUT_NEWS / 2
         if not due and self._state(self.store.get(self.key)).strikes == 0:
             return
-        with self._lock:
-            pending, self._pending, self._flushed = self._pending, 0, now
+        pending = self._take_pending(now)
 
         def note(raw: str | None) -> tuple[str, None]:
             old = self._counted(self._state(raw), now, pending)
@@ -195,9 +213,7 @@ class LearnedPace:
     def on_refused(self, retry_after: float | None) -> Refusal:
         """A 429: decrease once per storm; return the change and the pause everyone should keep."""
         now = self.clock.now()
-        policy = self.policy
-        with self._lock:
-            pending, self._pending, self._flushed = self._pending, 0, now
+        policy, pending = self.policy, self._take_pending(now)
 
         def refuse(raw: str | None) -> tuple[str, Refusal]:
             old = self._counted(self._state(raw), now, pending)
@@ -232,7 +248,10 @@ class LearnedPace:
         # server's limit, just under this rate, however far over the storms before were. (Refused sooner, the
         # server was still full from the storm: that says nothing.)
         crossed = self.grown(old, now) >= policy.cooldown and before < self.target(old) * (1 - 1e-9)
-        streak = old.streak if isolated else 1 if crossed else old.streak + 1
+        # Refused after holding where it settled for `recover` seconds: a rate far over the limit is refused
+        # soon after it gets there, so this one is a little over at most, and it settles once under it.
+        held = self.grown(old, now) >= 2 * policy.recover
+        streak = old.streak if isolated else 1 if crossed or held else old.streak + 1
         return replace(old, base=after, since=now, refused_at_rate=refused_at, last_429=now, strikes=1, streak=streak)
 
     def _refused_again(
