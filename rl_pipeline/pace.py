@@ -19,8 +19,9 @@ rate this module gives, which:
   took for longer is at most a little over, and settles once under it) — but
   a 429 before the climb got there says the climb crossed the server's limit
   just under the rate that drew it: `settle` times that, once; or, when the
-  429 came alone at a pace that had settled (`memory` seconds after the last:
-  a request that reached the server a little early), to where it had settled;
+  429 came alone at a pace that had settled (`memory` seconds after the last,
+  or the first after `memory` seconds of pacing: a request that reached the
+  server a little early), to where it had settled;
   beyond that it climbs only by `probe` of that rate per second, so a server
   that really is slower is asked again rarely;
 - when a probe after a pause of its own choosing (no Retry-After) is refused
@@ -234,14 +235,17 @@ class LearnedPace:
     def _storm(self, old: PaceState, now: float, before: float) -> PaceState:
         """The first 429 since a success: the state with the pace fallen (`base`), and what it remembers."""
         policy = self.policy
-        # A refusal long after the last one, at a pace that had settled, is arrival jitter (a request that
-        # reached the server a little early): dip, and come back to where it had settled. The first, or one
-        # soon after another, says the pace is too high: it settles under this one. The first while growing
-        # unguided may come late (a server's burst hid the overshoot): it falls under the rate a second
-        # before, and climbs back toward this one.
+        # A refusal `memory` seconds after the last one (or, the first, after the spell began), at a pace that
+        # had settled, is arrival jitter (a request that reached the server a little early): dip, and come
+        # back to where it had settled (the first: this rate). One sooner says the pace is too high: it
+        # settles under this one. The first while growing unguided may come late (a server's burst hid the
+        # overshoot): it falls under the rate a second before, and climbs back toward this one.
         slow_starting = math.isinf(old.refused_at_rate) and policy.initial < self.cap
-        isolated = old.last_429 > 0 and now - old.last_429 >= policy.memory and not slow_starting
-        refused_at = max(old.refused_at_rate, before) if isolated else before
+        calm_since = old.last_429 or old.busy_since
+        isolated = calm_since > 0 and now - calm_since >= policy.memory and not slow_starting
+        refused_at = before
+        if isolated:  # where it had settled is `settle` under what drew the last storm
+            refused_at = max(old.refused_at_rate, before) if old.last_429 else before / policy.settle
         fall_from = before / policy.slow_start if slow_starting else before
         after = max(policy.floor, fall_from * policy.decrease)
         # Refused after a second of climbing, before it got where it meant to settle: the climb crossed the

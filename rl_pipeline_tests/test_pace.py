@@ -131,6 +131,23 @@ def test_a_lone_429_at_the_settled_pace_is_jitter_and_where_it_settled_stays(sto
     assert pace.rate() == pytest.approx(settled, abs=1e-6)  # where it had settled, not under the lone 429
 
 
+def test_the_first_429_after_memory_seconds_at_the_cap_is_jitter_too(store, namespace) -> None:
+    """Paced at the file's rate for `memory` seconds with no 429, one refusal is a request that reached a
+    no-burst server a little early, not a limit under the file's: it dips and comes back to the cap, where
+    settling under it would cost 5% until the probe climbed back. One soon after it is news: it settles."""
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
+    succeed_for(pace, clock, 40.0)
+    lone = pace.on_refused(retry_after=None)
+    assert lone.decreased and lone.before == pytest.approx(19.4)
+    succeed_for(pace, clock, 5.0)
+    assert pace.rate() == pytest.approx(19.4)
+    succeed_for(pace, clock, 5.0)
+    again = pace.on_refused(retry_after=None)
+    succeed_for(pace, clock, 5.0)
+    assert pace.rate() == pytest.approx(0.95 * again.before)
+
+
 def test_growth_needs_successes_an_idle_hour_brings_nothing_back(store, namespace) -> None:
     clock = FakeClock()
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
