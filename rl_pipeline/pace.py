@@ -243,9 +243,12 @@ class LearnedPace:
         slow_starting = math.isinf(old.refused_at_rate) and policy.initial < self.cap
         calm_since = old.last_429 or old.busy_since
         isolated = calm_since > 0 and now - calm_since >= policy.memory and not slow_starting
-        refused_at = before
-        if isolated:  # where it had settled is `settle` under what drew the last storm
-            refused_at = max(old.refused_at_rate, before) if old.last_429 else before / policy.settle
+        if not isolated:
+            refused_at = before
+        elif old.last_429:  # where it had settled is `settle` under what drew the last storm
+            refused_at = max(old.refused_at_rate, before)
+        else:  # the first: `settle` under this, so that it comes back to this rate
+            refused_at = before / policy.settle
         fall_from = before / policy.slow_start if slow_starting else before
         after = max(policy.floor, fall_from * policy.decrease)
         # Refused after a second of climbing, before it got where it meant to settle: the climb crossed the
