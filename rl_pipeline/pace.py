@@ -32,7 +32,10 @@ rate this module gives, which:
   quota or an outage, not a window); a spell lasts through refusals for up to
   `horizon` seconds, so a per-minute window's second and later shuts count
   the windows before them, and the pace comes down to what the server allows
-  over several windows, not one;
+  over several windows, not one; a 429 within a second of resuming after a
+  storm is the same window still shut (one that counts refused requests lets
+  a few through as it drains), judged the same way, not a storm in a row:
+  under what the spell took, the pace stays and everyone waits longer;
 - never goes above the ceiling or below `floor`, and grows only while
   requests succeed (an idle hour does not bring back a rate nobody tried).
 
@@ -222,8 +225,8 @@ class LearnedPace:
             if now - old.last_429 < policy.cooldown:
                 after, state, took = before, old, None  # the same storm: requests in flight when the first came back
             elif old.last_success > old.last_429:
-                state = self._storm(old, now, before)
-                after, took = state.base, None
+                state, took = self._still_shut(old, now, before) or (self._storm(old, now, before), None)
+                after = state.base
             else:
                 after, state, took = self._refused_again(old, now, before, retry_after)
             own = min(policy.pause * 2 ** max(0, state.strikes - 1), policy.max_pause)
@@ -261,6 +264,32 @@ class LearnedPace:
         streak = old.streak if isolated else 1 if crossed or held else old.streak + 1
         return replace(old, base=after, since=now, refused_at_rate=refused_at, last_429=now, strikes=1, streak=streak)
 
+    def _still_shut(self, old: PaceState, now: float, before: float) -> tuple[PaceState, float | None] | None:
+        """A 429 within a second of resuming from a storm less than `memory` ago, over a spell that says what
+        a window allows: a window that counts refused requests lets a few through as it drains, then shuts
+        again; it is still shut, and that is no new storm at this rate. Judged as a probe refused with nothing
+        taken between is: over what the spell took, the pace falls `settle` under that (by `decrease` at
+        least), which it returns second; under it, the window is still full from before: the pace stays, and
+        everyone waits longer. None when it is a storm."""
+        policy = self.policy
+        resumed = 0 < now - old.last_429 < policy.memory and self.grown(old, now) < policy.cooldown
+        if not resumed or not self._spell_says(old, now, before):
+            return None
+        taken = old.taken(now)
+        if before <= taken * policy.settle:
+            return replace(old, base=before, since=now, last_429=now, strikes=2), None  # the pause doubles
+        after = max(policy.floor, min(before * policy.decrease, taken * policy.settle))
+        refused_at = min(old.refused_at_rate, taken)
+        return replace(old, base=after, since=now, refused_at_rate=refused_at, last_429=now, strikes=1, streak=1), taken
+
+    def _spell_says(self, old: PaceState, now: float, before: float) -> bool:
+        """Whether what the server took since the busy spell began, pauses included, says what a window
+        allows: `recover` seconds at least, a second's worth of successes at `before`, the last within
+        `memory` (a server shut for longer is out of a quota or down)."""
+        policy = self.policy
+        spell = now - old.busy_since >= policy.recover and old.served >= before
+        return spell and now - old.last_success <= policy.memory
+
     def _refused_again(
         self, old: PaceState, now: float, before: float, retry_after: float | None
     ) -> tuple[float, PaceState, float | None]:
@@ -269,11 +298,7 @@ class LearnedPace:
         the pauses included, is what the window allows (returned third when it sets the pace)."""
         policy, state = self.policy, replace(old, last_429=now, strikes=old.strikes + 1)
         taken = old.taken(now)
-        # A spell of `recover` seconds, a second's worth of successes, the last within `memory`: a server
-        # shut for longer is out of a quota or down, and says nothing of a window.
-        spell = now - old.busy_since >= policy.recover and old.served >= before
-        spell = spell and now - old.last_success <= policy.memory
-        if retry_after is not None or not spell or before <= taken * policy.settle:
+        if retry_after is not None or not self._spell_says(old, now, before) or before <= taken * policy.settle:
             return before, state, None
         after = max(policy.floor, taken * policy.settle)
         refused_at = min(old.refused_at_rate, taken)

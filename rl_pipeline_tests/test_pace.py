@@ -43,6 +43,15 @@ def succeed_for(pace: LearnedPace, clock: FakeClock, seconds: float) -> None:
         pace.on_success()
 
 
+TOO_HIGH = PacePolicy(ceiling=30, initial=30, floor=0.3)  # a file saying 300 per 10 s of a 200-per-10-s server
+
+
+def fill_a_window(pace: LearnedPace, clock: FakeClock, requests: int, rate: float) -> None:
+    for _ in range(requests):
+        pace.on_success()
+        clock.advance(1 / rate)
+
+
 def refused_twice(pace: LearnedPace, clock: FakeClock) -> float:
     """A 429 at the cap, 5 s of successes back to where it settled, another there: the second lowers where
     the pace settles. Returns its rate."""
@@ -106,17 +115,46 @@ def test_a_429_while_climbing_back_settles_under_it_alone(store, namespace) -> N
     assert pace.rate() == pytest.approx(0.95 * crossed, abs=1e-6)
 
 
-def test_a_429_as_soon_as_it_resumes_says_nothing_of_a_crossing_and_settles_lower(store, namespace) -> None:
-    """Refused within a second of climbing, the server was still full from the storm before (a window that
-    counts refused requests): storms in a row, each settling lower."""
+def test_a_429_as_soon_as_it_resumes_is_judged_by_what_the_spell_took(store, namespace) -> None:
+    """Refused within a second of resuming from a storm, the server is still full from it (a window that
+    counts refused requests lets a few through as it drains): no new storm at this rate. Under what the
+    spell took, the pace stays and everyone waits longer; over it, the pace falls under it."""
     clock = FakeClock()
-    pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
-    refused_twice(pace, clock)
-    clock.advance(1.0)  # everyone paused
-    succeed_for(pace, clock, 0.5)
-    soon = pace.on_refused(retry_after=None).before
-    succeed_for(pace, clock, 5.0)
-    assert pace.rate() == pytest.approx(0.95**3 * soon, abs=1e-6)
+    pace, began = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock), clock.now()
+    fill_a_window(pace, clock, 194, 19.4)  # 10 s at the pace
+    storm = pace.on_refused(retry_after=None)
+    clock.advance(storm.pause)
+    fill_a_window(pace, clock, 8, storm.after)
+    still = pace.on_refused(retry_after=None)  # it took 202 in 11.5 s: 17.6 a second, over this pace
+    assert not still.decreased and still.after == still.before and still.pause == 2.0
+    clock.advance(still.pause + 3.0)
+    fill_a_window(pace, clock, 8, storm.after)
+    shut = pace.on_refused(retry_after=None)
+    taken = 210 / (clock.now() - began)  # 12.5 a second
+    assert shut.window_took == pytest.approx(taken) and shut.after == pytest.approx(0.95 * taken)
+    assert shut.after < 0.8 * shut.before  # not an ordinary storm's cut
+
+
+def test_a_counter_still_full_after_a_storm_costs_no_storms_in_a_row(store, namespace) -> None:
+    """A sliding-window counter of 200 per 10 s that counts refused requests and names no wait, against a
+    file 1.5x too high: after the first storm it lets a few through each time the pause ends, and shuts
+    again. Read as storms in a row, each cut 20% and settled 5% lower (8.5 to 12 s in, a 120-s run took
+    1,995-2,039); read as the window still shut, the pace settles under what the server took."""
+    for phase in (6.25, 7.5, 8.75):  # where the first storm falls in the server's window
+        clock = FakeClock(1_700_000_000.0 + phase)
+        pace = LearnedPace(store, f"{namespace}:{phase}", TOO_HIGH, clock)
+        server = ServerLimit("sliding_window_counter", 200, 10, burst=1, count_refused=True, now=clock.now())
+        began, served, refused = clock.now(), 0, 0
+        while clock.now() - began < 120:
+            if server.admit(clock.now())[0]:
+                served += 1
+                pace.on_success()
+                clock.advance(1 / pace.rate())
+            else:
+                refused += 1
+                clock.advance(pace.on_refused(retry_after=None).pause)
+        assert served >= 0.92 * 120 * 20, phase
+        assert refused <= 0.005 * served, phase
 
 
 def test_a_lone_429_at_the_settled_pace_is_jitter_and_where_it_settled_stays(store, namespace) -> None:
@@ -175,15 +213,6 @@ def test_refused_again_with_nothing_between_waits_longer_but_does_not_cut_again(
     clock.advance(1.5)
     later = pace.on_refused(retry_after=None)  # a success came between: this is news, and the pause starts over
     assert later.decreased and later.after == pytest.approx(0.8 * later.before) and later.pause == 1.0
-
-
-TOO_HIGH = PacePolicy(ceiling=30, initial=30, floor=0.3)  # a file saying 300 per 10 s of a 200-per-10-s server
-
-
-def fill_a_window(pace: LearnedPace, clock: FakeClock, requests: int, rate: float) -> None:
-    for _ in range(requests):
-        pace.on_success()
-        clock.advance(1 / rate)
 
 
 def test_a_window_held_shut_brings_the_pace_down_to_what_the_server_took(store, namespace) -> None:
