@@ -247,7 +247,8 @@ class EndpointGuard:
                 self.on_event(
                     "pace",
                     f"{self.name}: HTTP {status}{why}; pacing at {refusal.after:.2f} req/s (was {refusal.before:.2f}; "
-                    f"the sources file allows {shared.pace.policy.ceiling:g}); everyone waits {pause:.1f}s",
+                    f"back to {refusal.back_to:.2f} within {shared.pace.policy.recover:g}s; the sources file allows "
+                    f"{shared.pace.policy.ceiling:g}); everyone waits {pause:.1f}s",
                 )
             else:
                 self.on_event("429", f"{self.name}: HTTP {status} again; everyone waits {pause:.1f}s")

@@ -107,12 +107,14 @@ class PaceState:
 
 @dataclass(frozen=True)
 class Refusal:
-    """What one 429 changed: the pace before and after, and how long everyone waits; `window_took`: the
-    requests per second the server took before holding its window shut, when that set the pace."""
+    """What one 429 changed: the pace before and after, how long everyone waits, and where the pace climbs
+    back to within `recover` seconds; `window_took`: the requests per second the server took before holding
+    its window shut, when that set the pace."""
 
     before: float
     after: float
     pause: float
+    back_to: float
     window_took: float | None = None
 
     @property
@@ -231,7 +233,7 @@ class LearnedPace:
                 after, state, took = self._refused_again(old, now, before, retry_after)
             own = min(policy.pause * 2 ** max(0, state.strikes - 1), policy.max_pause)
             wait = retry_after if retry_after is not None else own
-            return state.encode(), Refusal(before, after, wait, took)
+            return state.encode(), Refusal(before, after, wait, max(after, self.target(state)), took)
 
         return self.store.update(self.key, refuse)
 

@@ -80,3 +80,4 @@ def test_a_window_held_shut_is_named_in_the_run_log() -> None:
         assert g.on_answer(429, {}).rate_limited
     shut = [message for kind, message in events if kind == "pace" and "window is still shut" in message]
     assert len(shut) == 1 and "it took 19.96 req/s); pacing at 18.97 req/s" in shut[0], events  # 200 in 10.02 s
+    assert "back to 18.97 within 5s" in shut[0]  # it settled there: no climb back to the 28.5 that drew the 429

@@ -164,7 +164,7 @@ def test_a_lone_429_at_the_settled_pace_is_jitter_and_where_it_settled_stays(sto
     succeed_for(pace, clock, 40.0)
     settled = 0.95**2 * refused
     lone = pace.on_refused(retry_after=None)  # alone, 40 s after the last: a request that arrived a little early
-    assert lone.decreased
+    assert lone.decreased and lone.back_to == pytest.approx(settled, abs=1e-6)
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(settled, abs=1e-6)  # where it had settled, not under the lone 429
 
@@ -177,11 +177,12 @@ def test_the_first_429_after_memory_seconds_at_the_cap_is_jitter_too(store, name
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
     succeed_for(pace, clock, 40.0)
     lone = pace.on_refused(retry_after=None)
-    assert lone.decreased and lone.before == pytest.approx(19.4)
+    assert lone.decreased and lone.before == pytest.approx(19.4) and lone.back_to == pytest.approx(19.4)
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(19.4)
     succeed_for(pace, clock, 5.0)
     again = pace.on_refused(retry_after=None)
+    assert again.back_to == pytest.approx(0.95 * again.before)
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(0.95 * again.before)
 
