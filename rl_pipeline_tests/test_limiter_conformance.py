@@ -68,6 +68,19 @@ def test_sliding_window_log_frees_capacity_exactly_one_period_later(store, names
     assert not rl.try_acquire()
 
 
+def test_sliding_window_log_keeps_a_grant_from_a_clock_behind_as_long_as_the_last(store, namespace) -> None:
+    """Two callers on one budget, the second's clock 0.5 s behind: its grant is stamped no earlier than
+    the one before it, so it is not already expired when the first caller looks next."""
+    ahead, behind = FakeClock(1_700_000_000.0), FakeClock(1_699_999_999.5)
+    window = Limit(rate=2, period=1, algorithm=Algorithm.SLIDING_WINDOW_LOG)
+    a, b = limiter(store, namespace, ahead, window=window), limiter(store, namespace, behind, window=window)
+    assert a.try_acquire() and b.try_acquire()
+    ahead.advance(0.6)
+    assert not a.try_acquire()  # both grants are in the window [ahead - 1, ahead]
+    ahead.advance(0.4)
+    assert a.try_acquire()
+
+
 def test_sliding_window_counter_weighs_the_previous_window(store, namespace) -> None:
     # A quarter into a one-second window, away from its edges: the Redis store's shift onto the server's
     # clock (a fraction of a millisecond here) moves no grant across one.

@@ -54,7 +54,9 @@ local function sliding_window_log(s, rate, period, capacity)
     end
   end
   if used + cost <= rate then
-    kept[#kept + 1] = now; kept[#kept + 1] = cost
+    local stamp = now
+    if #kept > 0 and kept[#kept - 1] > now then stamp = kept[#kept - 1] end
+    kept[#kept + 1] = stamp; kept[#kept + 1] = cost
     return true, kept, 0
   end
   local wait = 0
