@@ -251,7 +251,8 @@ class EndpointGuard:
                     f"{shared.pace.policy.ceiling:g}); everyone waits {pause:.1f}s",
                 )
             else:
-                self.on_event("429", f"{self.name}: HTTP {status} again; everyone waits {pause:.1f}s")
+                stays = f"the pace stays at {refusal.after:.2f} req/s"
+                self.on_event("429", f"{self.name}: HTTP {status}; {stays}; everyone waits {pause:.1f}s")
         elif status < 400:
             shared.pace.on_success()
         if pause:

@@ -21,7 +21,9 @@ rate this module gives, which:
   just under the rate that drew it: `settle` times that, once; or, when the
   429 came alone at a pace that had settled (`memory` seconds after the last,
   or the first after `memory` seconds of pacing: a request that reached the
-  server a little early), to where it had settled;
+  server a little early), where it had settled; where a 429 says the pace
+  was a little over at most (these two, and a pace held for long), the pace
+  goes there at once after the pause, with no fall by `decrease` first;
   beyond that it climbs only by `probe` of that rate per second, so a server
   that really is slower is asked again rarely;
 - when a probe after a pause of its own choosing (no Retry-After) is refused
@@ -241,10 +243,10 @@ class LearnedPace:
         """The first 429 since a success: the state with the pace fallen (`base`), and what it remembers."""
         policy = self.policy
         # A refusal `memory` seconds after the last one (or, the first, after the spell began), at a pace that
-        # had settled, is arrival jitter (a request that reached the server a little early): dip, and come
-        # back to where it had settled (the first: this rate). One sooner says the pace is too high: it
-        # settles under this one. The first while growing unguided may come late (a server's burst hid the
-        # overshoot): it falls under the rate a second before, and climbs back toward this one.
+        # had settled, is arrival jitter (a request that reached the server a little early): the pace stays
+        # where it had settled (the first: this rate). One sooner says the pace is too high: it settles under
+        # this one. The first while growing unguided may come late (a server's burst hid the overshoot): it
+        # falls under the rate a second before, and climbs back toward this one.
         slow_starting = math.isinf(old.refused_at_rate) and policy.initial < self.cap
         calm_since = old.last_429 or old.busy_since
         isolated = calm_since > 0 and now - calm_since >= policy.memory and not slow_starting
@@ -252,10 +254,8 @@ class LearnedPace:
             refused_at = before
         elif old.last_429:  # where it had settled is `settle` under what drew the last storm
             refused_at = max(old.refused_at_rate, before)
-        else:  # the first: `settle` under this, so that it comes back to this rate
+        else:  # the first: `settle` under this, so that it stays at this rate
             refused_at = before / policy.settle
-        fall_from = before / policy.slow_start if slow_starting else before
-        after = max(policy.floor, fall_from * policy.decrease)
         # Refused after a second of climbing, before it got where it meant to settle: the climb crossed the
         # server's limit, just under this rate, however far over the storms before were. (Refused sooner, the
         # server was still full from the storm: that says nothing.)
@@ -264,7 +264,13 @@ class LearnedPace:
         # soon after it gets there, so this one is a little over at most, and it settles once under it.
         held = self.grown(old, now) >= 2 * policy.recover
         streak = old.streak if isolated else 1 if crossed or held else old.streak + 1
-        return replace(old, base=after, since=now, refused_at_rate=refused_at, last_429=now, strikes=1, streak=streak)
+        state = replace(old, since=now, refused_at_rate=refused_at, last_429=now, strikes=1, streak=streak)
+        if (isolated or crossed or held) and not slow_starting:
+            # A little over at most, and the pause has let the server drain: straight to where it settles.
+            return replace(state, base=max(policy.floor, min(before, self.target(state))))
+        # Over by how much, nobody knows: fall by `decrease`, and climb back to where it settles.
+        fall_from = before / policy.slow_start if slow_starting else before
+        return replace(state, base=max(policy.floor, fall_from * policy.decrease))
 
     def _still_shut(self, old: PaceState, now: float, before: float) -> tuple[PaceState, float | None] | None:
         """A 429 within a second of resuming from a storm less than `memory` ago, over a spell that says what

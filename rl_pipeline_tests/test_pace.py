@@ -97,20 +97,24 @@ def test_a_storm_after_the_settled_pace_held_a_while_settles_once_under_it(store
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
     refused_twice(pace, clock)
     succeed_for(pace, clock, 10.0)  # climbed back in 5 s, then held there for 5
-    held = pace.on_refused(retry_after=None).before
+    refusal = pace.on_refused(retry_after=None)
+    held = refusal.before
+    assert refusal.after == pytest.approx(0.95 * held)  # a little over at most: straight there
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(0.95 * held, abs=1e-6)
 
 
 def test_a_429_while_climbing_back_settles_under_it_alone(store, namespace) -> None:
     """A no-burst server refuses the moment the climb crosses its limit: that rate is just over it, however
-    far over the cap was; the storms before it do not push where it settles lower still."""
+    far over the cap was; the storms before it do not push where it settles lower still, and after the
+    pause the pace goes straight there (no dip by `decrease` first: how far over it was is known)."""
     clock = FakeClock()
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
     refused_twice(pace, clock)
     succeed_for(pace, clock, 2.0)  # climbing back, not there yet
-    crossed = pace.on_refused(retry_after=None).before
-    assert crossed < 0.95**2 * 19.4
+    refusal = pace.on_refused(retry_after=None)
+    crossed = refusal.before
+    assert crossed < 0.95**2 * 19.4 and refusal.after == pytest.approx(0.95 * crossed)
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(0.95 * crossed, abs=1e-6)
 
@@ -171,13 +175,14 @@ def test_a_lone_429_at_the_settled_pace_is_jitter_and_where_it_settled_stays(sto
 
 def test_the_first_429_after_memory_seconds_at_the_cap_is_jitter_too(store, namespace) -> None:
     """Paced at the file's rate for `memory` seconds with no 429, one refusal is a request that reached a
-    no-burst server a little early, not a limit under the file's: it dips and comes back to the cap, where
-    settling under it would cost 5% until the probe climbed back. One soon after it is news: it settles."""
+    no-burst server a little early, not a limit under the file's: after the pause the pace stays at the cap,
+    where settling under it would cost 5% until the probe climbed back. One soon after it is news: it
+    settles."""
     clock = FakeClock()
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
     succeed_for(pace, clock, 40.0)
     lone = pace.on_refused(retry_after=None)
-    assert lone.decreased and lone.before == pytest.approx(19.4) and lone.back_to == pytest.approx(19.4)
+    assert not lone.decreased and lone.after == lone.back_to == pytest.approx(19.4) and lone.pause == 1.0
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(19.4)
     succeed_for(pace, clock, 5.0)
@@ -213,7 +218,7 @@ def test_refused_again_with_nothing_between_waits_longer_but_does_not_cut_again(
     pace.on_success()
     clock.advance(1.5)
     later = pace.on_refused(retry_after=None)  # a success came between: this is news, and the pause starts over
-    assert later.decreased and later.after == pytest.approx(0.8 * later.before) and later.pause == 1.0
+    assert later.decreased and later.pause == 1.0
 
 
 def test_a_window_held_shut_brings_the_pace_down_to_what_the_server_took(store, namespace) -> None:
