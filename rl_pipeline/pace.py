@@ -287,8 +287,13 @@ class LearnedPace:
         if before <= taken * policy.settle:
             return replace(old, base=before, since=now, last_429=now, strikes=2), None  # the pause doubles
         after = max(policy.floor, min(before * policy.decrease, taken * policy.settle))
-        refused_at = min(old.refused_at_rate, taken)
-        return replace(old, base=after, since=now, refused_at_rate=refused_at, last_429=now, strikes=1, streak=1), taken
+        return self._under_window(replace(old, last_429=now, strikes=1), now, taken, after), taken
+
+    @staticmethod
+    def _under_window(state: PaceState, now: float, taken: float, after: float) -> PaceState:
+        """`state` pacing at `after` from now, and settling `settle` under `taken`: what a window held shut
+        allowed."""
+        return replace(state, base=after, since=now, refused_at_rate=min(state.refused_at_rate, taken), streak=1)
 
     def _spell_says(self, old: PaceState, now: float, before: float) -> bool:
         """Whether what the server took since the busy spell began, pauses included, says what a window
@@ -309,8 +314,7 @@ class LearnedPace:
         if retry_after is not None or not self._spell_says(old, now, before) or before <= taken * policy.settle:
             return before, state, None
         after = max(policy.floor, taken * policy.settle)
-        refused_at = min(old.refused_at_rate, taken)
-        return after, replace(state, base=after, since=now, refused_at_rate=refused_at, streak=1), taken
+        return after, self._under_window(state, now, taken, after), taken
 
 
 def describe_pace(pace: LearnedPace) -> str:
