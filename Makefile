@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python benchmarks/memory_bench.py
 	$(BIN)/python benchmarks/peers_bench.py
 	$(BIN)/python benchmarks/server_truth_bench.py
+	$(BIN)/python benchmarks/pace_replay.py
 	$(BIN)/python benchmarks/log_size_bench.py
 
 clean:
