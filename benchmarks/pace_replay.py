@@ -5,7 +5,9 @@ cell), and one cell moves by several percent from run to run with the phase its
 first storm catches. This replays the same cells with the wall clock taken out:
 `workers` `LearnedPace` instances share one memory store (as the workers of 4
 runs share the state store), grants go out at the pace one at a time, a 429
-pauses every worker, and each answer comes back `latency` seconds after its
+pauses every worker, each request reaches the server `latency` seconds after its
+grant (and up to `jitter` more, at random: a sender's thread that ran late), and
+each answer comes back `latency` seconds after its
 request reached the server — the demo API's `ServerLimit`, from several starting
 phases of its window. It prints the successes against what the server allows
 (1.0: every request the limit allows), so a change to `pace.py` can be told from
@@ -23,6 +25,7 @@ import argparse
 import heapq
 import itertools
 import math
+import random
 import tempfile
 from pathlib import Path
 
@@ -51,9 +54,12 @@ def policy_for(server: str, kind: str) -> PacePolicy:
 class Replay:
     """One cell from one starting phase of the server's window."""
 
-    def __init__(self, server: str, policy: PacePolicy, phase: float, workers: int, latency: float) -> None:
+    def __init__(
+        self, server: str, policy: PacePolicy, phase: float, workers: int, latency: float, jitter: float
+    ) -> None:
         config = SERVERS[server]
-        self.clock, self.latency = FakeClock(1_700_000_000.0 + phase), latency
+        self.clock, self.latency, self.jitter = FakeClock(1_700_000_000.0 + phase), latency, jitter
+        self.rng = random.Random(phase)
         store = open_store("memory://")
         self.paces = [LearnedPace(store, "pace", policy, self.clock) for _ in range(workers)]
         self.limit = ServerLimit(algorithm_of(server), config["rate"], config["period"], config["burst"],
@@ -91,7 +97,7 @@ class Replay:
             self.paces[other].rate()  # the waiting workers ask the pace as they wake for the grant
         worker = self.free.pop(0)
         self.next_grant = now + 1 / self.paces[worker].rate()
-        admitted, wait = self.limit.admit(now + self.latency)
+        admitted, wait = self.limit.admit(now + self.latency + self.rng.uniform(0, self.jitter))
         answer = (now + 2 * self.latency, next(self.order), "200" if admitted else "429", worker, wait)
         heapq.heappush(self.events, answer)
 
@@ -113,10 +119,13 @@ def main() -> None:
     parser.add_argument("--phases", type=int, default=8, help="starting phases of the server's window")
     parser.add_argument("--workers", type=int, default=16, help="16: 4 runs of 4 workers")
     parser.add_argument("--latency", type=float, default=0.01, help="seconds each way")
+    parser.add_argument("--jitter", type=float, default=0.0, help="seconds a request may reach the server late")
     parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(MATRIX))
     parser.add_argument("--files", nargs="+", choices=FILES, default=list(MATRIX_FILES))
     args = parser.parse_args()
-    title = f"{args.seconds:g} s on a fake clock, {args.phases} phases, {args.workers} workers"
+    title = (
+        f"{args.seconds:g} s on a fake clock, {args.phases} phases, {args.workers} workers, jitter {args.jitter:g} s"
+    )
     table = Table("server", "sources file", "successes", "429s", "429 share", "of what it allows", "worst phase",
                   title=title)  # fmt: skip
     for server in args.servers:
@@ -125,7 +134,9 @@ def main() -> None:
         for kind in args.files:
             policy = policy_for(server, kind)
             phases = [period * i / args.phases for i in range(args.phases)]
-            cells = [Replay(server, policy, p, args.workers, args.latency).run(args.seconds) for p in phases]
+            cells = [
+                Replay(server, policy, p, args.workers, args.latency, args.jitter).run(args.seconds) for p in phases
+            ]
             ok, refused = sum(c[0] for c in cells), sum(c[1] for c in cells)
             worst = min(c[0] for c in cells) / allowed
             table.add_row(server, kind, str(ok), str(refused), f"{refused / (ok + refused):.2%}",
