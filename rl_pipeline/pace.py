@@ -96,8 +96,9 @@ class PaceState:
     @classmethod
     def decode(cls, raw: str) -> PaceState:
         fields = raw.split(",")
-        if len(fields) < 9:  # kept by an earlier version: what it knew, and a busy spell from now on
-            return cls(*map(float, fields[:5]), strikes=int(fields[5]))  # type: ignore[arg-type]
+        if len(fields) < 9:  # kept by an earlier version: what it knew (a 429 there was a storm), a spell from now
+            streak = int(math.isfinite(float(fields[2])))
+            return cls(*map(float, fields[:5]), strikes=int(fields[5]), streak=streak)  # type: ignore[arg-type]
         base, since, refused_at_rate, last_success, last_429, busy_since = map(float, fields[:6])
         strikes, streak, served = map(int, fields[6:])
         return cls(base, since, refused_at_rate, last_success, last_429, strikes, streak, busy_since, served)
@@ -324,6 +325,8 @@ def describe_pace(pace: LearnedPace) -> str:
     rate = pace.rate()
     if state is None or math.isinf(state.refused_at_rate):
         learned = "no 429 seen" if state else "nothing learned yet"
+    elif state.streak == 0:  # no storm yet: every 429 came alone, and the pace stayed where it was
+        learned = f"lone 429s only, taken for arrival jitter: {pace.target(state):.2f} req/s stands"
     else:
         learned = f"learned: the server's limit <= {state.refused_at_rate:.2f}"  # a 429 there, or a window shut
     return f"{rate:.2f} req/s ({learned}; the sources file allows {pace.policy.ceiling:g})"

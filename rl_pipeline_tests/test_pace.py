@@ -10,7 +10,7 @@ from rl_pipeline.client import ApiClient
 from rl_pipeline.clock import FakeClock
 from rl_pipeline.demo_api import day_records
 from rl_pipeline.demo_api.limits import ServerLimit
-from rl_pipeline.pace import LearnedPace, PacePolicy, PaceState
+from rl_pipeline.pace import LearnedPace, PacePolicy, PaceState, describe_pace
 from rl_pipeline.sources import AdaptiveSpec, load_sources
 from rl_pipeline.state import open_store
 from rl_pipeline_tests.support import TOKEN
@@ -183,11 +183,13 @@ def test_the_first_429_after_memory_seconds_at_the_cap_is_jitter_too(store, name
     succeed_for(pace, clock, 40.0)
     lone = pace.on_refused(retry_after=None)
     assert not lone.decreased and lone.after == lone.back_to == pytest.approx(19.4) and lone.pause == 1.0
+    assert "lone 429s only, taken for arrival jitter: 19.40 req/s stands" in describe_pace(pace)
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(19.4)
     succeed_for(pace, clock, 5.0)
     again = pace.on_refused(retry_after=None)
     assert again.back_to == pytest.approx(0.95 * again.before)
+    assert f"the server's limit <= {again.before:.2f}" in describe_pace(pace)
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(0.95 * again.before)
 
@@ -375,3 +377,14 @@ def test_an_unpublished_limit_is_learned_against_the_demo_api(make_demo_api, tmp
     got = [r for page in second.fetch_day("events_offset", days[0]) for r in page.records]
     assert got == day_records(42, days[0])
     assert second.stats.rate_limited < first_run_429s
+
+
+def test_a_pace_kept_by_an_earlier_version_is_read_as_what_it_knew() -> None:
+    """Six fields (base, since, refused_at_rate, last_success, last_429, strikes): a 429 it remembers was a
+    storm, not a lone one taken for jitter; one with no 429 learned nothing yet."""
+    refused = PaceState.decode("15.52,1700000000.0,19.4,1700000010.0,1700000000.0,0")
+    assert (refused.refused_at_rate, refused.streak, refused.served) == (19.4, 1, 0)
+    assert PaceState.decode(f"19.4,1700000000.0,{float('inf')!r},1700000010.0,0.0,0").streak == 0
+    store = open_store("memory://")
+    store.set("pace", refused.encode())
+    assert "the server's limit <= 19.40" in describe_pace(LearnedPace(store, "pace", PUBLISHED, FakeClock()))
