@@ -235,6 +235,11 @@ class EndpointGuard:
             shared.quota.follow_server(int(headers[remaining]))
         refused = refused_for_rate(status, server)
         pause = server.pause_for if (refused or server.exhausted) else None
+        if not refused and pause is not None and pause <= 1 / self.limiter.limits[PACE].rate:
+            # A budget spent that refills before the pace's next grant (a bucket with no burst says so after
+            # every request): the pace waits already, and a pause counted from this answer would only add
+            # the round trip to every interval.
+            pause = None
         if refused:
             refusal = shared.pace.on_refused(server.retry_after)
             pause = min(max(pause or 0.0, refusal.pause), self.max_pause)

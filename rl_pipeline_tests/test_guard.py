@@ -31,6 +31,20 @@ def test_requests_are_paced_evenly_whatever_burst_the_file_allows() -> None:
     assert gaps == {round(1 / (20 * 0.95), 6)}  # no burst of 20: one every 1/19 s
 
 
+@pytest.mark.parametrize(("reset", "following"), [("0.050", 1 / (20 * 0.95)), ("1.000", 1.010)])
+def test_a_spent_budget_pauses_only_when_it_refills_after_the_pace_would_grant(reset: str, following: float) -> None:
+    """A bucket with no burst answers every request with `X-RateLimit-Remaining: 0` and a Reset of one of
+    its intervals: the pace already waits that long, from the grant, not from the answer. A budget that
+    refills later than the pace's next grant still pauses everyone until it does."""
+    clock = FakeClock()
+    g = guard(clock)
+    first = g.admit(clock.now(), deadline=60).granted_at
+    g.written(first)
+    clock.advance(0.010)  # the answer, a round trip later
+    g.on_answer(200, {"X-RateLimit-Limit": "1", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+    assert g.admit(clock.now(), deadline=60).granted_at - first == pytest.approx(following, abs=1e-6)
+
+
 INTERVAL = 1 / (20 * 0.95)  # the pace: 5% under the file's 20/s
 SLACK = INTERVAL * 0.05 / 2  # half the margin's slack absorbs lateness (1.3 ms)
 
