@@ -224,8 +224,9 @@ class EndpointGuard:
         A 429 (or a 403 saying it is the rate limit) pauses every worker sharing
         the budget (for its Retry-After, or the learned pause) and lowers the
         shared pace; a budget the server reports spent pauses everyone until it
-        refills; a success lets the pace grow back. A 5xx counts against the
-        breaker and says nothing about the rate.
+        refills (unless it refills before the pace's next grant); a success lets
+        the pace grow back. A 5xx counts against the breaker and says nothing
+        about the rate.
         """
         server = read_server_limit(headers, self.clock.now())
         shared = self.shared
