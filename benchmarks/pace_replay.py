@@ -5,11 +5,10 @@ cell), and one cell moves by several percent from run to run with the phase its
 first storm catches. This replays the same cells with the wall clock taken out:
 `workers` `LearnedPace` instances share one memory store (as the workers of 4
 runs share the state store), grants go out at the pace one at a time, a 429
-pauses every worker, each request reaches the server `latency` seconds after its
-grant (and up to `jitter` more, at random: a sender's thread that ran late), and
-each answer comes back `latency` seconds after its
-request reached the server — the demo API's `ServerLimit`, from several starting
-phases of its window. It prints the successes against what the server allows
+pauses every worker, each request reaches the server (the demo API's
+`ServerLimit`, from several starting phases of its window) `latency` seconds
+after its grant, and up to `jitter` more at random (a sender's thread that ran
+late), and each answer comes back `latency` seconds after that. It prints the successes against what the server allows
 (1.0: every request the limit allows), so a change to `pace.py` can be told from
 the cells' spread in seconds. The files are `server_truth_bench.py`'s own.
 
@@ -26,8 +25,6 @@ import heapq
 import itertools
 import math
 import random
-import tempfile
-from pathlib import Path
 
 import yaml
 from rich.console import Console
@@ -37,7 +34,7 @@ from server_truth_bench import FILES, MATRIX, MATRIX_FILES, SERVERS, algorithm_o
 from rl_pipeline.clock import FakeClock
 from rl_pipeline.demo_api.limits import ServerLimit
 from rl_pipeline.pace import LearnedPace, PacePolicy
-from rl_pipeline.sources import SHIPPED_SOURCES, load_sources
+from rl_pipeline.sources import SHIPPED_SOURCES, SourcesFile
 from rl_pipeline.state import open_store
 
 
@@ -45,10 +42,7 @@ def policy_for(server: str, kind: str) -> PacePolicy:
     """The pace policy the CLI would build from the sources file `server_truth_bench.py` writes."""
     sources = yaml.safe_load(SHIPPED_SOURCES.read_text())
     sources["apis"]["demo"].update(sources_for(server, kind))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "sources.yaml"
-        path.write_text(yaml.safe_dump(sources))
-        return load_sources(path).apis["demo"].pace_policy()
+    return SourcesFile.model_validate(sources).apis["demo"].pace_policy()
 
 
 class Replay:

@@ -163,6 +163,10 @@ class EndpointGuard:
                 )
             self.clock.sleep(wait)
 
+    def _pace_interval(self) -> float:
+        """Seconds between two grants at the pace as it was last set."""
+        return 1 / self.limiter.limits[PACE].rate
+
     def written(self, granted_at: float) -> None:
         """Call the moment the request has been written to its socket.
 
@@ -174,7 +178,7 @@ class EndpointGuard:
         pushes the next grant back to the server's interval (the pace's, less
         half the slack) from now; one within it changes nothing and costs nothing.
         """
-        interval = 1 / self.limiter.limits[PACE].rate
+        interval = self._pace_interval()
         slack = interval * self.shared.spec.pacing.margin / 2
         if self.clock.now() - granted_at > slack:
             self.limiter.pause(interval - slack)
@@ -236,7 +240,7 @@ class EndpointGuard:
             shared.quota.follow_server(int(headers[remaining]))
         refused = refused_for_rate(status, server)
         pause = server.pause_for if (refused or server.exhausted) else None
-        if not refused and pause is not None and pause <= 1 / self.limiter.limits[PACE].rate:
+        if not refused and pause is not None and pause <= self._pace_interval():
             # A budget spent that refills before the pace's next grant (a bucket with no burst says so after
             # every request): the pace waits already, and a pause counted from this answer would only add
             # the round trip to every interval.
