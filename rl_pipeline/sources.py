@@ -144,11 +144,16 @@ class AdaptiveSpec(_Spec):
 class PacingSpec(_Spec):
     """How requests are paced and what a 429 teaches (see `rl_pipeline/pace.py`)."""
 
-    margin: float = Field(default=0.05, ge=0, lt=0.5, description="pace this share under a known rate")
-    decrease: float = Field(default=0.8, gt=0, lt=1, description="factor applied to the pace on a 429")
-    recover: float = Field(default=5.0, gt=0, allow_inf_nan=False, description="seconds to climb back after one")
+    margin: float = Field(default=PacePolicy.margin, ge=0, lt=0.5, description="pace this share under a known rate")
+    decrease: float = Field(default=PacePolicy.decrease, gt=0, lt=1, description="factor applied to the pace on a 429")
+    recover: float = Field(
+        default=PacePolicy.recover, gt=0, allow_inf_nan=False, description="seconds to climb back after one"
+    )
     pause: float = Field(
-        default=1.0, gt=0, allow_inf_nan=False, description="seconds everyone waits after a 429 with no Retry-After"
+        default=PacePolicy.pause,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds everyone waits after a 429 with no Retry-After",
     )
 
 

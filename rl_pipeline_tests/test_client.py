@@ -10,6 +10,7 @@ import pytest
 from rl_pipeline.client import ApiClient
 from rl_pipeline.demo_api import day_records
 from rl_pipeline.errors import ApiError, MissingTokenError
+from rl_pipeline.pace import PacePolicy
 from rl_pipeline.retry import RetryPolicy
 from rl_pipeline.sources import RateLimitSpec, load_sources
 from rl_pipeline.state import open_store
@@ -32,10 +33,10 @@ def test_the_client_stays_under_the_published_limit_measured_by_the_server(make_
     assert stats["by_status"] == {"200": client.stats.requests}
     times = [t for t, _, _ in stats["requests"]]
     assert stats["most_in_any_second"] <= 10 + 5
-    # Paced, not burst: 19 requests spaced evenly at 95% of the published 10/s (the burst is only a ceiling).
+    # Paced, not burst: 19 requests spaced evenly a margin under the published 10/s (the burst is only a ceiling).
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) > 0.09
-    assert times[-1] - times[0] == pytest.approx((len(times) - 1) / 9.5, abs=0.3)
+    assert times[-1] - times[0] == pytest.approx((len(times) - 1) / (10 * (1 - PacePolicy.margin)), abs=0.3)
 
 
 def test_the_client_recovers_from_429s_and_honours_retry_after(make_demo_api) -> None:
@@ -61,7 +62,7 @@ def test_a_403_that_says_it_is_the_rate_limit_is_a_wait_as_github_answers(make_d
     got = [r for page in client.fetch_day("events_cursor", day) for r in page.records]
     assert got == day_records(42, day)
     assert client.stats.statuses["403"] == client.stats.rate_limited == server.api.stats()["by_status"]["403"] > 0
-    assert client.pace.rate() < 100 * 0.95  # it learned from them as from 429s
+    assert client.pace.rate() < 100 * (1 - PacePolicy.margin)  # it learned from them as from 429s
 
 
 def test_a_4xx_fails_at_once_naming_the_page_and_the_server_message(demo_api) -> None:

@@ -10,8 +10,12 @@ import pytest
 from rl_pipeline.clock import FakeClock
 from rl_pipeline.errors import Blocked
 from rl_pipeline.guard import ApiShared, EndpointGuard
+from rl_pipeline.pace import PacePolicy
 from rl_pipeline.sources import RateLimitSpec, load_sources
 from rl_pipeline.state import open_store
+
+INTERVAL = 1 / (20 * (1 - PacePolicy.margin))  # the pace: a margin under the file's 20/s
+SLACK = INTERVAL * PacePolicy.margin / 2  # half the margin's slack absorbs lateness (0.8 ms)
 
 
 def guard(clock: FakeClock) -> EndpointGuard:
@@ -28,10 +32,10 @@ def test_requests_are_paced_evenly_whatever_burst_the_file_allows() -> None:
         grants.append(g.admit(clock.now(), deadline=60).granted_at)
         g.written(grants[-1])
     gaps = {round(b - a, 6) for a, b in itertools.pairwise(grants)}
-    assert gaps == {round(1 / (20 * 0.95), 6)}  # no burst of 20: one every 1/19 s
+    assert gaps == {round(INTERVAL, 6)}  # no burst of 20: one every interval
 
 
-@pytest.mark.parametrize(("reset", "following"), [("0.050", 1 / (20 * 0.95)), ("1.000", 1.010)])
+@pytest.mark.parametrize(("reset", "following"), [("0.050", INTERVAL), ("1.000", 1.010)])
 def test_a_spent_budget_pauses_only_when_it_refills_after_the_pace_would_grant(reset: str, following: float) -> None:
     """A bucket with no burst answers every request with `X-RateLimit-Remaining: 0` and a Reset of one of
     its intervals: the pace already waits that long, from the grant, not from the answer. A budget that
@@ -43,10 +47,6 @@ def test_a_spent_budget_pauses_only_when_it_refills_after_the_pace_would_grant(r
     clock.advance(0.010)  # the answer, a round trip later
     g.on_answer(200, {"X-RateLimit-Limit": "1", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
     assert g.admit(clock.now(), deadline=60).granted_at - first == pytest.approx(following, abs=1e-6)
-
-
-INTERVAL = 1 / (20 * 0.95)  # the pace: 5% under the file's 20/s
-SLACK = INTERVAL * 0.05 / 2  # half the margin's slack absorbs lateness (1.3 ms)
 
 
 @pytest.mark.parametrize(
@@ -73,14 +73,14 @@ def test_d1_two_limits_without_names_are_both_enforced() -> None:
     g = EndpointGuard(ApiShared("demo", spec, open_store("memory://"), "demo:d1", clock), "events_offset",
                       rng=random.Random(0))  # fmt: skip
     grants = [g.admit(clock.now(), deadline=60).granted_at for _ in range(3)]
-    assert grants[-1] - grants[0] == pytest.approx(2 / (2 * 0.95))  # paced at the per-second limit
+    assert grants[-1] - grants[0] == pytest.approx(2 / (2 * (1 - PacePolicy.margin)))  # paced at the per-second limit
     with pytest.raises(Blocked, match="no grant within"):
         g.admit(clock.now(), deadline=60)  # the hourly limit holds: the 4th waits an hour
 
 
 def test_a_window_held_shut_is_named_in_the_run_log() -> None:
     """A file 1.5x too high against 200 per 10 s that names no wait: the probe refused 10 s in says why the
-    pace falls to 19/s, not only that it does."""
+    pace falls to 19/s, not only that it does; the probe after that finds the window open."""
     clock, events = FakeClock(), []
     spec = load_sources().apis["demo"].model_copy(update={"rate_limits": [RateLimitSpec(rate=30)]})
     shared = ApiShared("demo", spec, open_store("memory://"), "demo:test", clock)
@@ -89,9 +89,10 @@ def test_a_window_held_shut_is_named_in_the_run_log() -> None:
     for _ in range(200):
         g.written(g.admit(clock.now(), deadline=60).granted_at)
         g.on_answer(200, {})
+    g.admit(clock.now(), deadline=60)
     while clock.now() - began < 10:  # the window is shut until its first requests age out
-        g.admit(clock.now(), deadline=60)
         assert g.on_answer(429, {}).rate_limited
+        g.admit(clock.now(), deadline=60)
     shut = [message for kind, message in events if kind == "pace" and "window is still shut" in message]
-    assert len(shut) == 1 and "it took 19.96 req/s); pacing at 18.97 req/s" in shut[0], events  # 200 in 10.02 s
-    assert "back to 18.97 within 5s" in shut[0]  # it settled there: no climb back to the 28.5 that drew the 429
+    assert len(shut) == 1 and "it took 20.26 req/s); pacing at 19.24 req/s" in shut[0], events  # 200 in 9.87 s
+    assert "back to 19.24 within 5s" in shut[0]  # it settled there: no climb back to the 29.1 that drew the 429

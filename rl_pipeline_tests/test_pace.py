@@ -43,7 +43,7 @@ def succeed_for(pace: LearnedPace, clock: FakeClock, seconds: float) -> None:
         pace.on_success()
 
 
-TOO_HIGH = PacePolicy(ceiling=30, initial=30, floor=0.3)  # a file saying 300 per 10 s of a 200-per-10-s server
+TOO_HIGH = PacePolicy(ceiling=30, initial=30, floor=0.3, margin=0.05)  # 300 per 10 s against 200 per 10 s
 
 
 def fill_a_window(pace: LearnedPace, clock: FakeClock, requests: int, rate: float) -> None:
