@@ -20,8 +20,9 @@ rate this module gives, which:
   a 429 before the climb got there says the climb crossed the server's limit
   just under the rate that drew it: `settle` times that, once; or, when the
   429 came alone at a pace that had settled (`memory` seconds after the last,
-  or the first after `memory` seconds of pacing: a request that reached the
-  server a little early), where it had settled; where a 429 says the pace
+  or the first after 2 x `recover` seconds of pacing, as long as a held pace:
+  a request that reached the server a little early), where it had settled;
+  where a 429 says the pace
   was a little over at most (these two, and a pace held for long), the pace
   goes there at once after the pause, with no fall by `decrease` first;
   beyond that it climbs only by `probe` of that rate per second, so a server
@@ -243,14 +244,17 @@ class LearnedPace:
     def _storm(self, old: PaceState, now: float, before: float) -> PaceState:
         """The first 429 since a success: the state with the pace fallen (`base`), and what it remembers."""
         policy = self.policy
-        # A refusal `memory` seconds after the last one (or, the first, after the spell began), at a pace that
-        # had settled, is arrival jitter (a request that reached the server a little early): the pace stays
-        # where it had settled (the first: this rate). One sooner says the pace is too high: it settles under
-        # this one. The first while growing unguided may come late (a server's burst hid the overshoot): it
-        # falls under the rate a second before, and climbs back toward this one.
+        # A refusal `memory` seconds after the last one, at a pace that had settled, is arrival jitter (a
+        # request that reached the server a little early): the pace stays where it had settled. So is the first,
+        # once the server has taken the file's pace for as long as a held one (a rate over its limit by more
+        # than a little is refused sooner): it stays at this rate, where settling under it would cost `settle`
+        # until the probe climbed back; if it was over, the next 429 comes soon and settles it. One sooner says
+        # the pace is too high: it settles under this one. The first while growing unguided may come late (a
+        # server's burst hid the overshoot): it falls under the rate a second before, and climbs back toward
+        # this one.
         slow_starting = math.isinf(old.refused_at_rate) and policy.initial < self.cap
-        calm_since = old.last_429 or old.busy_since
-        isolated = calm_since > 0 and now - calm_since >= policy.memory and not slow_starting
+        calm_since, calm_for = (old.last_429, policy.memory) if old.last_429 else (old.busy_since, 2 * policy.recover)
+        isolated = calm_since > 0 and now - calm_since >= calm_for and not slow_starting
         if not isolated:
             refused_at = before
         elif old.last_429:  # where it had settled is `settle` under what drew the last storm

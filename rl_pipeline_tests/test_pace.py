@@ -62,10 +62,12 @@ def refused_twice(pace: LearnedPace, clock: FakeClock) -> float:
     return pace.on_refused(retry_after=None).before
 
 
-def test_the_first_429_settles_the_pace_under_the_rate_that_drew_it(store, namespace) -> None:
+@pytest.mark.parametrize("paced_for", [0.05, 9.0])
+def test_the_first_429_settles_the_pace_under_the_rate_that_drew_it(store, namespace, paced_for: float) -> None:
     clock = FakeClock()
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
     pace.on_success()
+    succeed_for(pace, clock, paced_for - 0.05)
     clock.advance(0.05)
     assert pace.on_refused(retry_after=None).after == pytest.approx(15.52)
     succeed_for(pace, clock, 5.0)
@@ -173,14 +175,14 @@ def test_a_lone_429_at_the_settled_pace_is_jitter_and_where_it_settled_stays(sto
     assert pace.rate() == pytest.approx(settled, abs=1e-6)  # where it had settled, not under the lone 429
 
 
-def test_the_first_429_after_memory_seconds_at_the_cap_is_jitter_too(store, namespace) -> None:
-    """Paced at the file's rate for `memory` seconds with no 429, one refusal is a request that reached a
-    no-burst server a little early, not a limit under the file's: after the pause the pace stays at the cap,
-    where settling under it would cost 5% until the probe climbed back. One soon after it is news: it
-    settles."""
+def test_the_first_429_after_ten_seconds_at_the_cap_is_jitter_too(store, namespace) -> None:
+    """Paced at the file's rate for as long as a held pace (2 x `recover`) with no 429, one refusal is a
+    request that reached a no-burst server a little early, not a limit under the file's: after the pause the
+    pace stays at the cap, where settling under it would cost 5% until the probe climbed back. One soon
+    after it is news: it settles."""
     clock = FakeClock()
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
-    succeed_for(pace, clock, 40.0)
+    succeed_for(pace, clock, 11.0)
     lone = pace.on_refused(retry_after=None)
     assert not lone.decreased and lone.after == lone.back_to == pytest.approx(19.4) and lone.pause == 1.0
     assert "lone 429s only, taken for arrival jitter: 19.40 req/s stands" in describe_pace(pace)
