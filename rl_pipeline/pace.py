@@ -22,9 +22,9 @@ rate this module gives, which:
   429 came alone at a pace that had settled (`memory` seconds after the last,
   or the first after 2 x `recover` seconds of pacing, as long as a held pace:
   a request that reached the server a little early), where it had settled;
-  where a 429 says the pace
-  was a little over at most (these two, and a pace held for long), the pace
-  goes there at once after the pause, with no fall by `decrease` first;
+  where a 429 says the pace was a little over at most (these two, and a pace
+  held for long), the pace goes there at once after the pause, with no fall
+  by `decrease` first;
   beyond that it climbs only by `probe` of that rate per second, so a server
   that really is slower is asked again rarely;
 - when a probe after a pause of its own choosing (no Retry-After) is refused
@@ -76,6 +76,12 @@ class PacePolicy:
     horizon: float = 120.0  # seconds a window may stay shut (a per-minute limit): longer, a quota or an outage
     pause: float = 1.0  # seconds every worker waits after a 429 that gives no Retry-After
     max_pause: float = 30.0  # the longest such wait, when 429s keep coming with nothing in between
+
+    @property
+    def held_for(self) -> float:
+        """Seconds at one pace after which a 429 says it is a little over at most: a rate far over the
+        limit is refused sooner (burst and all)."""
+        return 2 * self.recover
 
 
 @dataclass(frozen=True)
@@ -253,7 +259,7 @@ class LearnedPace:
         # server's burst hid the overshoot): it falls under the rate a second before, and climbs back toward
         # this one.
         slow_starting = math.isinf(old.refused_at_rate) and policy.initial < self.cap
-        calm_since, calm_for = (old.last_429, policy.memory) if old.last_429 else (old.busy_since, 2 * policy.recover)
+        calm_since, calm_for = (old.last_429, policy.memory) if old.last_429 else (old.busy_since, policy.held_for)
         isolated = calm_since > 0 and now - calm_since >= calm_for and not slow_starting
         if not isolated:
             refused_at = before
@@ -267,7 +273,7 @@ class LearnedPace:
         crossed = self.grown(old, now) >= policy.cooldown and before < self.target(old) * (1 - 1e-9)
         # Refused after holding where it settled for `recover` seconds: a rate far over the limit is refused
         # soon after it gets there, so this one is a little over at most, and it settles once under it.
-        held = self.grown(old, now) >= 2 * policy.recover
+        held = self.grown(old, now) >= policy.held_for
         streak = old.streak if isolated else 1 if crossed or held else old.streak + 1
         state = replace(old, since=now, refused_at_rate=refused_at, last_429=now, strikes=1, streak=streak)
         if (isolated or crossed or held) and not slow_starting:
