@@ -7,6 +7,9 @@ loosely or not at all, and reads the server's own log.
 
 from __future__ import annotations
 
+import socket
+import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -135,3 +138,24 @@ def test_the_demo_api_enforces_each_algorithm(algorithm: str) -> None:
     granted, wait = limit.admit(100.25)
     assert not granted and wait > 0
     assert limit.admit(100.25 + wait + 1e-9)[0]  # the wait it states is enough
+
+
+def test_a_new_connections_first_request_is_judged_by_when_it_reached_the_host(make_demo_api) -> None:
+    """The kernel's stamp, not the moment a server thread got to the request: the first request of a new
+    connection, queued before the server accepted it, was stamped when a thread read it (and a request
+    sent on time after it looked too soon to a server with no burst)."""
+    server = make_demo_api()
+    host, port = server.url.removeprefix("http://").split(":")
+    switching = sys.getswitchinterval()
+    with socket.create_connection((host, int(port))) as sock:
+        sys.setswitchinterval(10.0)  # this thread keeps the interpreter while it spins: no server thread runs
+        try:
+            sent = time.time()
+            sock.sendall(f"GET /v1/offset/events HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            while time.time() < sent + 0.3:
+                pass
+        finally:
+            sys.setswitchinterval(switching)
+        assert sock.recv(64).startswith(b"HTTP/1.")  # answered (401: no token), and logged
+    (arrived, _, _), *_ = server.api.stats()["requests"]
+    assert arrived - sent < 0.1

@@ -255,11 +255,6 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, {"error": "not found"})
 
-    def setup(self) -> None:
-        super().setup()
-        with contextlib.suppress(OSError):  # Linux: the kernel stamps each packet as it arrives
-            self.connection.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
-
     def handle_one_request(self) -> None:
         self.arrived = self._arrival()
         super().handle_one_request()
@@ -423,6 +418,14 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], api: DemoApi) -> None:
         super().__init__(address, Handler)
         self.api = api
+
+    def server_bind(self) -> None:
+        # Linux: the kernel stamps each packet as it arrives. Set on the listening socket, every accepted
+        # connection has it from its first packet: set after `accept`, a new connection's first request,
+        # already queued, came unstamped and was judged by when a thread got to it.
+        with contextlib.suppress(OSError):
+            self.socket.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+        super().server_bind()
 
 
 class DemoApiServer:
