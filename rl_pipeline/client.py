@@ -280,7 +280,7 @@ class ApiClient:
         while True:
             admitted = self._admit(guard, started, where)
             self.stats.add(requests=1)
-            answer = self._try_once(prepared, request, where, guard, admitted)
+            answer = self._try_once(prepared, request, where, guard, admitted, started)
             if answer.problem is None:
                 return answer
             if answer.throttled:
@@ -324,12 +324,26 @@ class ApiClient:
         return Prepared(prepared, settings)
 
     def _try_once(
-        self, prepared: Prepared, request: PageRequest, where: str, guard: EndpointGuard, admitted: Waited
+        self,
+        prepared: Prepared,
+        request: PageRequest,
+        where: str,
+        guard: EndpointGuard,
+        admitted: Waited,
+        started: float,
     ) -> Answer:
         """Send once and classify the answer; raise ApiError for a 4xx that no retry can fix."""
+        granted_at = admitted.granted_at
+
+        def before_write() -> None:  # a grant overtaken while the connection opened is taken afresh
+            nonlocal granted_at
+            granted_at = guard.fresh(granted_at, started, self.retry.deadline)
+
         try:
-            with wire.on_written(lambda: guard.written(admitted.granted_at)):
+            with wire.on_written(lambda: guard.written(granted_at), before=before_write):
                 response = self._session.send(prepared.request, timeout=self.timeout, **prepared.settings)
+        except Blocked as exc:
+            raise ApiError(f"{where}: {exc}") from None
         except BROKEN_BODY as exc:  # the server answered, and the body broke on the way
             self.stats.count_status(type(exc).__name__)
             reachability.answered(self.base_url)

@@ -25,7 +25,6 @@ from rl_pipeline.pace import LearnedPace
 from rl_pipeline.quota import QuotaLedger
 from rl_pipeline.sources import ApiSpec, RateLimitSpec
 from rl_pipeline.state import StateStore, keys
-from rl_pipeline.unwritten import UNWRITTEN
 
 PACE = "pace"
 
@@ -122,7 +121,6 @@ class EndpointGuard:
         if own is not None:
             limits[f"endpoint:{endpoint}:{PACE}"] = paced(own * (1 - margin))
         self.limiter = RateLimiter(shared.store, limits, namespace=shared.namespace, clock=self.clock)
-        self._budget = (shared.store.url, shared.namespace)  # this process's threads on it wait for their writes
         self.breaker = CircuitBreaker(
             shared.store, keys.breaker(self.name), self.name, spec.circuit_breaker.policy(), self.clock
         )
@@ -147,18 +145,14 @@ class EndpointGuard:
 
     def _wait_for_rate(self, started: float, deadline: float) -> tuple[float, float]:
         """Take a grant from every limit at the pace as it is now: a 429 seen by another worker
-        during the wait (typically its pause) lowers the pace this grant is spaced by, and another
-        thread of this process still writing its request holds it back. Return the seconds waited
-        and when the grant was asked for: the store decides at some instant after that, and its
-        write (and this thread's turn to run again) can take a while after it."""
+        during the wait (typically its pause) lowers the pace this grant is spaced by. Return the
+        seconds waited and when the grant was asked for: the store decides at some instant after
+        that, and its write (and this thread's turn to run again) can take a while after it."""
         begun = self.clock.now()
         while True:
             self.limiter.set_limit(PACE, paced(self.shared.pace.rate()))
-            with UNWRITTEN.turn(self._budget) as granted:
-                asked = self.clock.now()
-                wait = self.limiter.attempt()
-                if wait == 0.0:
-                    granted()
+            asked = self.clock.now()
+            wait = self.limiter.attempt()
             now = self.clock.now()
             if wait == 0.0:
                 return now - begun, asked
@@ -173,6 +167,26 @@ class EndpointGuard:
         """Seconds between two grants at the pace as it was last set."""
         return 1 / self.limiter.limits[PACE].rate
 
+    def _slack(self) -> float:
+        """The half of the margin's slack that absorbs a late write (the other half is the network's)."""
+        return self._pace_interval() * self.shared.spec.pacing.margin / 2
+
+    def fresh(self, granted_at: float, started: float, deadline: float) -> float:
+        """Call just before the request's bytes are written, its connection open; return when the grant it
+        goes under was asked for: `granted_at`'s, or a new one's.
+
+        A grant older than the server's interval (the pace's, less half the
+        slack) may have been overtaken: another worker's grant an interval
+        later was due before this write, and its request may have reached the
+        server first, or is about to, too soon before or after this one. So
+        such a grant is dropped and a fresh one taken: a thread held back
+        while other processes start on the same cores, a slow handshake,
+        cost one unused slot instead of a 429. Raises Blocked as `admit` does.
+        """
+        if self.clock.now() - granted_at <= self._pace_interval() - self._slack():
+            return granted_at
+        return self._wait_for_rate(started, deadline)[1]
+
     def written(self, granted_at: float) -> None:
         """Call the moment the request has been written to its socket.
 
@@ -183,15 +197,9 @@ class EndpointGuard:
         network, the other half absorbs lateness. A write later than that
         pushes the next grant back to the server's interval (the pace's, less
         half the slack) from now; one within it changes nothing and costs nothing.
-        The other threads of this process wait for this call before their next
-        grant (`rl_pipeline.unwritten`), so a write later than the next grant
-        pushes it back too. Call it also when the request failed unwritten.
         """
-        interval = self._pace_interval()
-        slack = interval * self.shared.spec.pacing.margin / 2
-        if self.clock.now() - granted_at > slack:
-            self.limiter.pause(interval - slack)
-        UNWRITTEN.written(self._budget)
+        if self.clock.now() - granted_at > self._slack():
+            self.limiter.pause(self._pace_interval() - self._slack())
 
     def _charge_quota(self) -> float:
         """Count the request against the quotas; wait for a reset within `max_wait`, else raise QuotaExhausted."""

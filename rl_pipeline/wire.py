@@ -1,11 +1,13 @@
-"""The moment a request's bytes have been written to its socket.
+"""The moments just before and just after a request's bytes are written to its socket.
 
 A server that allows no burst judges each request by when it arrives. Between
 the client's decision to send and the bytes leaving, a busy machine can
-deschedule the sending thread for several milliseconds; the request then
-arrives late and the next one, sent on time, arrives too soon after it. Only
-a stamp taken after the write sees that delay, so the sessions built here
-call a per-thread hook the moment urllib3 has written a request.
+deschedule the sending thread for several milliseconds, and a new connection
+has to be opened; the request then arrives late and the next one, sent on
+time, arrives too soon after it. Only stamps taken at the write see that
+delay, so the sessions built here open the connection first, then call a
+per-thread hook just before urllib3 writes a request and another the moment it
+has written it.
 """
 
 from __future__ import annotations
@@ -23,17 +25,23 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 _hook = threading.local()
 
 
-def _written() -> None:
-    callback: Callable[[], None] | None = getattr(_hook, "callback", None)
+def _call(name: str) -> None:
+    callback: Callable[[], None] | None = getattr(_hook, name, None)
     if callback is not None:
-        _hook.callback = None  # once per request, whatever a redirect sends next
+        setattr(_hook, name, None)  # once per request, whatever a redirect sends next
         callback()
 
 
+def _written() -> None:
+    _call("written")
+
+
 class _Stamped:
-    """urllib3's `request` writes the whole request (a GET has no body to stream) before it returns."""
+    """urllib3's `request` writes the whole request (a GET has no body to stream) before it returns; the
+    pool has opened the connection before it is called."""
 
     def request(self, *args: Any, **kwargs: Any) -> None:
+        _call("before")
         super().request(*args, **kwargs)  # type: ignore[misc]
         _written()
 
@@ -49,6 +57,11 @@ class _StampedHTTPSConnection(_Stamped, HTTPSConnection):
 class _StampedHTTPPool(HTTPConnectionPool):
     ConnectionCls = _StampedHTTPConnection
 
+    def _validate_conn(self, conn: Any) -> None:
+        super()._validate_conn(conn)
+        if conn.is_closed:  # as urllib3 does for HTTPS: connected here, not inside the write
+            conn.connect()
+
 
 class _StampedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _StampedHTTPSConnection
@@ -61,7 +74,7 @@ class _StampedAdapter(HTTPAdapter):
 
 
 def stamped_session() -> requests.Session:
-    """A `requests.Session` whose direct (not proxied) requests call `on_written`'s callback once written."""
+    """A `requests.Session` whose direct (not proxied) requests call `on_written`'s hooks."""
     session = requests.Session()
     for prefix in ("http://", "https://"):
         session.mount(prefix, _StampedAdapter())
@@ -69,11 +82,13 @@ def stamped_session() -> requests.Session:
 
 
 @contextmanager
-def on_written(callback: Callable[[], None]) -> Iterator[None]:
+def on_written(callback: Callable[[], None], before: Callable[[], None] | None = None) -> Iterator[None]:
     """Call `callback` in this thread once the request sent within is written; if the session never
-    reported the write (a proxy, a session not built here), call it when the request returns or fails."""
-    _hook.callback = callback
+    reported the write (a proxy, a session not built here), call it when the request returns or fails.
+    Call `before` just before the write, its connection open; what it raises, the request raises."""
+    _hook.written, _hook.before = callback, before
     try:
         yield
     finally:
+        _hook.before = None
         _written()

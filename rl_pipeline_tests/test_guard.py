@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import threading
-import time
 
 import pytest
 
@@ -15,7 +13,6 @@ from rl_pipeline.guard import ApiShared, EndpointGuard
 from rl_pipeline.pace import PacePolicy
 from rl_pipeline.sources import RateLimitSpec, load_sources
 from rl_pipeline.state import open_store
-from rl_pipeline.unwritten import Unwritten
 
 INTERVAL = 1 / (20 * (1 - PacePolicy.margin))  # the pace: a margin under the file's 20/s
 SLACK = INTERVAL * PacePolicy.margin / 2  # half the margin's slack absorbs lateness (0.8 ms)
@@ -101,43 +98,35 @@ def test_a_window_held_shut_is_named_in_the_run_log() -> None:
     assert "back to 19.24 within 5s" in shut[0]  # it settled there: no climb back to the 29.1 that drew the 429
 
 
-def test_a_grant_waits_while_another_threads_grant_is_unwritten() -> None:
-    """Two workers of one process: the first is granted and descheduled before its write; the second,
-    due an interval later, waits for that write, then goes the server's interval after it (on time, it
-    would have reached the server 10 ms after the first, or before it)."""
-    clock = FakeClock()
+def two_workers(clock: FakeClock) -> tuple[EndpointGuard, EndpointGuard]:
     spec = load_sources().apis["demo"].model_copy(update={"rate_limits": [RateLimitSpec(rate=20)]})
-    shared = ApiShared("demo", spec, open_store("memory://"), "demo:unwritten", clock)
-    first, second = (EndpointGuard(shared, "events_offset", rng=random.Random(0)) for _ in range(2))
+    shared = ApiShared("demo", spec, open_store("memory://"), "demo:two", clock)
+    return EndpointGuard(shared, "events_offset", rng=random.Random(0)), EndpointGuard(
+        shared, "events_offset", rng=random.Random(1)
+    )
+
+
+def test_a_grant_overtaken_before_its_write_is_taken_afresh() -> None:
+    """The first worker is held back after its grant (descheduled while other processes start, or opening
+    its connection); the second, granted an interval later, writes first. Just before its own write, the
+    first finds its grant older than the server's interval and takes a new one an interval after the
+    second's, instead of reaching the server just before or just after it."""
+    clock = FakeClock()
+    first, second = two_workers(clock)
     granted = first.admit(clock.now(), deadline=60).granted_at
-    seconds: list[float] = []
-    worker = threading.Thread(target=lambda: seconds.append(second.admit(clock.now(), deadline=60).granted_at))
-    worker.start()
-    worker.join(0.3)
-    assert worker.is_alive() and not seconds  # its grant was due at once on the fake clock: it waits for the write
     clock.advance(INTERVAL + 0.010)
-    first.written(granted)
-    worker.join(5)
-    assert seconds == [pytest.approx(granted + INTERVAL + 0.010 + INTERVAL - SLACK, abs=1e-6)]
+    overtaking = second.admit(clock.now(), deadline=60).granted_at
+    second.written(overtaking)
+    assert overtaking == pytest.approx(granted + INTERVAL + 0.010)
+    assert first.fresh(granted, granted, deadline=60) == pytest.approx(overtaking + INTERVAL, abs=1e-6)
 
 
-def test_a_grant_never_written_holds_the_other_threads_back_for_its_patience_only() -> None:
-    unwritten = Unwritten()
-
-    def take_and_hang() -> None:
-        with unwritten.turn("api", patience=1.0) as granted:
-            granted()
-
-    taker = threading.Thread(target=take_and_hang)
-    taker.start()
-    taker.join()
-    began = time.monotonic()
-    with unwritten.turn("elsewhere", patience=1.0):
-        assert time.monotonic() - began < 0.5  # another budget: in at once
-    with unwritten.turn("api", patience=1.0) as granted:
-        waited = time.monotonic() - began
-        granted()
-    assert 0.9 < waited < 5
-    began = time.monotonic()
-    with unwritten.turn("api", patience=1.0):  # its own grant, unwritten, holds back the other threads only
-        assert time.monotonic() - began < 0.5
+def test_a_grant_written_within_the_servers_interval_is_kept() -> None:
+    clock = FakeClock()
+    first, second = two_workers(clock)
+    granted = first.admit(clock.now(), deadline=60).granted_at
+    clock.advance(INTERVAL - SLACK - 1e-4)
+    assert first.fresh(granted, granted, deadline=60) == granted
+    written_at = clock.now()
+    first.written(granted)  # late, though: the next grant goes the server's interval after this write
+    assert second.admit(clock.now(), deadline=60).granted_at == pytest.approx(written_at + INTERVAL - SLACK, abs=1e-6)
