@@ -333,14 +333,14 @@ class ApiClient:
         started: float,
     ) -> Answer:
         """Send once and classify the answer; raise ApiError for a 4xx that no retry can fix."""
-        granted_at = admitted.granted_at
+        since = admitted.granted_at  # the instant the write's lateness counts from
 
-        def before_write() -> None:  # a grant overtaken while the connection opened is taken afresh
-            nonlocal granted_at
-            granted_at = guard.fresh(granted_at, started, self.retry.deadline)
+        def before_write() -> None:
+            nonlocal since
+            since = guard.before_write(since, started, self.retry.deadline)
 
         try:
-            with wire.on_written(lambda: guard.written(granted_at), before=before_write):
+            with wire.on_written(lambda: guard.written(since), before=before_write):
                 response = self._session.send(prepared.request, timeout=self.timeout, **prepared.settings)
         except Blocked as exc:
             raise ApiError(f"{where}: {exc}") from None

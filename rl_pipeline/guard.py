@@ -171,35 +171,41 @@ class EndpointGuard:
         """The half of the margin's slack that absorbs a late write (the other half is the network's)."""
         return self._pace_interval() * self.shared.spec.pacing.margin / 2
 
-    def fresh(self, granted_at: float, started: float, deadline: float) -> float:
-        """Call just before the request's bytes are written, its connection open; return when the grant it
-        goes under was asked for: `granted_at`'s, or a new one's.
-
-        A grant older than the server's interval (the pace's, less half the
-        slack) may have been overtaken: another worker's grant an interval
-        later was due before this write, and its request may have reached the
-        server first, or is about to, too soon before or after this one. So
-        such a grant is dropped and a fresh one taken: a thread held back
-        while other processes start on the same cores, a slow handshake,
-        cost one unused slot instead of a 429. Raises Blocked as `admit` does.
-        """
-        if self.clock.now() - granted_at <= self._pace_interval() - self._slack():
-            return granted_at
-        return self._wait_for_rate(started, deadline)[1]
-
-    def written(self, granted_at: float) -> None:
-        """Call the moment the request has been written to its socket.
+    def before_write(self, granted_at: float, started: float, deadline: float) -> float:
+        """Call just before the request's bytes are written, its connection open. Return the instant its
+        write is to be measured from by `written`: the grant's, or, for a grant already late, now.
 
         A request written late (a busy machine descheduled its thread, a new
         connection had to be opened) reaches the server late, and the next one,
         sent on time, too soon after it, which a server without burst refuses.
         The pace is `margin` under the rate; half of that slack is kept for the
-        network, the other half absorbs lateness. A write later than that
-        pushes the next grant back to the server's interval (the pace's, less
-        half the slack) from now; one within it changes nothing and costs nothing.
+        network, the other half absorbs lateness. A grant later than that
+        already pushes the next grant back to the server's interval (the
+        pace's, less half the slack) from now, before the write, so that no
+        worker is granted between this write and the push. A grant older than
+        the server's interval may have been overtaken already (another
+        worker's, an interval later, was due before this write): it is dropped
+        and a fresh one taken, which costs one unused slot instead of a 429.
+        Raises Blocked as `admit` does.
         """
-        if self.clock.now() - granted_at > self._slack():
-            self.limiter.pause(self._pace_interval() - self._slack())
+        if self.clock.now() - granted_at > self._pace_interval() - self._slack():
+            granted_at = self._wait_for_rate(started, deadline)[1]
+        return self._push_if_late(granted_at)
+
+    def written(self, since: float) -> None:
+        """Call the moment the request has been written to its socket (or failed unwritten), with what
+        `before_write` returned: a write later than the slack after it pushes the next grant back from now.
+        """
+        self._push_if_late(since)
+
+    def _push_if_late(self, since: float) -> float:
+        """Push the next grant back to the server's interval from now if `since` is more than the slack
+        ago; return the instant the next grant is now spaced from (`since`, or now)."""
+        now = self.clock.now()
+        if now - since <= self._slack():
+            return since
+        self.limiter.pause(self._pace_interval() - self._slack())
+        return now
 
     def _charge_quota(self) -> float:
         """Count the request against the quotas; wait for a reset within `max_wait`, else raise QuotaExhausted."""

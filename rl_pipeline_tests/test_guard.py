@@ -118,15 +118,18 @@ def test_a_grant_overtaken_before_its_write_is_taken_afresh() -> None:
     overtaking = second.admit(clock.now(), deadline=60).granted_at
     second.written(overtaking)
     assert overtaking == pytest.approx(granted + INTERVAL + 0.010)
-    assert first.fresh(granted, granted, deadline=60) == pytest.approx(overtaking + INTERVAL, abs=1e-6)
+    assert first.before_write(granted, granted, deadline=60) == pytest.approx(overtaking + INTERVAL, abs=1e-6)
 
 
-def test_a_grant_written_within_the_servers_interval_is_kept() -> None:
+@pytest.mark.parametrize("late", [SLACK - 1e-4, 0.004, INTERVAL - SLACK - 1e-4])
+def test_a_grant_late_by_its_write_pushes_the_next_one_back_before_the_write(late: float) -> None:
+    """Late by more than the slack, not yet overtaken: the grant stands, and the next one is spaced from
+    just before the write, stored before the write, so that no worker is granted between the two."""
     clock = FakeClock()
     first, second = two_workers(clock)
     granted = first.admit(clock.now(), deadline=60).granted_at
-    clock.advance(INTERVAL - SLACK - 1e-4)
-    assert first.fresh(granted, granted, deadline=60) == granted
-    written_at = clock.now()
-    first.written(granted)  # late, though: the next grant goes the server's interval after this write
-    assert second.admit(clock.now(), deadline=60).granted_at == pytest.approx(written_at + INTERVAL - SLACK, abs=1e-6)
+    clock.advance(late)
+    since = first.before_write(granted, granted, deadline=60)
+    assert since == (clock.now() if late > SLACK else granted)
+    following = since + INTERVAL - SLACK if late > SLACK else granted + INTERVAL
+    assert second.admit(clock.now(), deadline=60).granted_at == pytest.approx(following, abs=1e-6)  # first unwritten
