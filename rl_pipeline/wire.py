@@ -37,11 +37,14 @@ def _written() -> None:
 
 
 class _Stamped:
-    """urllib3's `request` writes the whole request (a GET has no body to stream) before it returns; the
-    pool has opened the connection before it is called."""
+    """urllib3's `request` writes the whole request (a GET has no body to stream) before it returns, its
+    head (all of a GET) in one `send`, on a connection the pool has opened already."""
+
+    def send(self, data: Any) -> None:
+        _call("before")  # after the head was built: its first build in a process can take milliseconds
+        super().send(data)  # type: ignore[misc]
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        _call("before")
         super().request(*args, **kwargs)  # type: ignore[misc]
         _written()
 
