@@ -72,4 +72,25 @@ class FakeClock:
             self._now += seconds
 
 
+class ReadClock:
+    """`clock`, remembering per thread the last instant it gave: handed to a store, which reads the clock
+    inside its lock, it tells when the store decided."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._last = threading.local()
+
+    def now(self) -> float:
+        self._last.value = self.clock.now()
+        return self._last.value
+
+    def sleep(self, seconds: float) -> None:
+        self.clock.sleep(seconds)
+
+    @property
+    def last(self) -> float:
+        """The instant this thread was last given."""
+        return self._last.value
+
+
 SYSTEM_CLOCK = SystemClock()

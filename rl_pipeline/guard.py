@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from rl_pipeline import reachability
 from rl_pipeline.breaker import CircuitBreaker
-from rl_pipeline.clock import Clock
+from rl_pipeline.clock import Clock, ReadClock
 from rl_pipeline.errors import Blocked, CircuitOpen, QuotaExhausted
 from rl_pipeline.events import EventSink, ignore
 from rl_pipeline.headers import ServerLimit, read_server_limit
@@ -63,7 +63,7 @@ class Waited:
     quota: float
     circuit: float
     limiter: float
-    granted_at: float  # when the grant was asked for: the latest instant the store can have decided it
+    granted_at: float  # when the store decided the grant (the clock it read, inside its lock where it has one)
     probe: str = ""  # the half-open probe's lease this request holds, if it is the probe
 
 
@@ -120,7 +120,8 @@ class EndpointGuard:
         own = shortest_rate(endpoint_spec.rate_limits)
         if own is not None:
             limits[f"endpoint:{endpoint}:{PACE}"] = paced(own * (1 - margin))
-        self.limiter = RateLimiter(shared.store, limits, namespace=shared.namespace, clock=self.clock)
+        self._decided = ReadClock(self.clock)  # what the store read to decide a grant: when it decided
+        self.limiter = RateLimiter(shared.store, limits, namespace=shared.namespace, clock=self._decided)
         self.breaker = CircuitBreaker(
             shared.store, keys.breaker(self.name), self.name, spec.circuit_breaker.policy(), self.clock
         )
@@ -146,16 +147,15 @@ class EndpointGuard:
     def _wait_for_rate(self, started: float, deadline: float) -> tuple[float, float]:
         """Take a grant from every limit at the pace as it is now: a 429 seen by another worker
         during the wait (typically its pause) lowers the pace this grant is spaced by. Return the
-        seconds waited and when the grant was asked for: the store decides at some instant after
-        that, and its write (and this thread's turn to run again) can take a while after it."""
+        seconds waited and when the store decided the grant: the next is spaced from that instant,
+        and the request's write (and this thread's turn to run again) can come a while after it."""
         begun = self.clock.now()
         while True:
             self.limiter.set_limit(PACE, paced(self.shared.pace.rate()))
-            asked = self.clock.now()
             wait = self.limiter.attempt()
             now = self.clock.now()
             if wait == 0.0:
-                return now - begun, asked
+                return now - begun, self._decided.last
             if now + wait - started > deadline:
                 raise Blocked(
                     f"rate limit {', '.join(self.limiter.limits)}: no grant within the {deadline:g}s request "

@@ -122,6 +122,6 @@ def test_d17_the_probe_lease_runs_from_the_send_and_is_set_in_the_file(namespace
     clock.advance(1.0)  # the cooldown is over; the rate has a second to go, longer than the lease
     waited = a.admit(clock.now(), 60)
     assert waited.limiter > 0.9
-    assert waited.probe and a.breaker.state().probe_until == pytest.approx(waited.granted_at + 0.3)
+    assert waited.probe and a.breaker.state().probe_until == pytest.approx(waited.granted_at + 0.3, abs=1e-6)
     with pytest.raises(Blocked, match="circuit open"):
         b.admit(clock.now(), 60)  # the probe is in flight: no second one

@@ -13,6 +13,7 @@ from rl_pipeline.guard import ApiShared, EndpointGuard
 from rl_pipeline.pace import PacePolicy
 from rl_pipeline.sources import RateLimitSpec, load_sources
 from rl_pipeline.state import open_store
+from rl_pipeline.state.memory import MemoryStore
 
 INTERVAL = 1 / (20 * (1 - PacePolicy.margin))  # the pace: a margin under the file's 20/s
 SLACK = INTERVAL * PacePolicy.margin / 2  # half the margin's slack absorbs lateness (0.8 ms)
@@ -117,7 +118,7 @@ def test_a_grant_overtaken_before_its_write_is_taken_afresh() -> None:
     clock.advance(INTERVAL + 0.010)
     overtaking = second.admit(clock.now(), deadline=60).granted_at
     second.written(overtaking)
-    assert overtaking == pytest.approx(granted + INTERVAL + 0.010)
+    assert overtaking == pytest.approx(granted + INTERVAL + 0.010, abs=1e-6)
     assert first.before_write(granted, granted, deadline=60) == pytest.approx(overtaking + INTERVAL, abs=1e-6)
 
 
@@ -133,3 +134,26 @@ def test_a_grant_late_by_its_write_pushes_the_next_one_back_before_the_write(lat
     assert since == (clock.now() if late > SLACK else granted)
     following = since + INTERVAL - SLACK if late > SLACK else granted + INTERVAL
     assert second.admit(clock.now(), deadline=60).granted_at == pytest.approx(following, abs=1e-6)  # first unwritten
+
+
+class LockedFor(MemoryStore):
+    """A store whose lock another process holds for `seconds` (of the fake clock) before each decision."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__("memory://")
+        self.seconds = seconds
+
+    def acquire(self, namespace, limits, cost, clock, *, dry_run=False):
+        clock.sleep(self.seconds)
+        return super().acquire(namespace, limits, cost, clock, dry_run=dry_run)
+
+
+def test_a_grant_is_stamped_when_the_store_decided_not_when_it_was_asked_for() -> None:
+    """A grant decided after a wait for the store's lock counts its lateness from the decision: from the
+    ask, every write after such a wait looked late, and pushed the next grant back for nothing."""
+    clock = FakeClock()
+    spec = load_sources().apis["demo"].model_copy(update={"rate_limits": [RateLimitSpec(rate=20)]})
+    g = EndpointGuard(ApiShared("demo", spec, LockedFor(0.3), "demo:lock", clock), "events_offset",
+                      rng=random.Random(0))  # fmt: skip
+    asked = clock.now()
+    assert g.admit(asked, deadline=60).granted_at == pytest.approx(asked + 0.3, abs=1e-6)
