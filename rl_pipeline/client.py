@@ -333,11 +333,13 @@ class ApiClient:
         started: float,
     ) -> Answer:
         """Send once and classify the answer; raise ApiError for a 4xx that no retry can fix."""
-        since = admitted.granted_at  # the instant the write's lateness counts from
+        since, held = admitted.granted_at, 0.0  # the instant the write's lateness counts from; seconds held there
 
-        def before_write() -> None:
-            nonlocal since
+        def before_write() -> None:  # a grant overtaken by the write waits there for a fresh one: rate-limit time
+            nonlocal since, held
+            reached = self.clock.now()
             since = guard.before_write(since, started, self.retry.deadline)
+            held = self.clock.now() - reached
 
         try:
             with wire.on_written(lambda: guard.written(since), before=before_write):
@@ -351,6 +353,8 @@ class ApiClient:
             return Answer(problem=f"a broken body ({type(exc).__name__}) from {self._path(request)}")
         except (requests.Timeout, requests.ConnectionError) as exc:
             return self._unanswered(exc, request, where, guard, admitted.probe)
+        finally:
+            self.stats.add(limiter_wait_s=held)
         reachability.answered(self.base_url)
         self.stats.count_status(str(response.status_code))
         return self._classify(response, request, where, guard, admitted.probe)

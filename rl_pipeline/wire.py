@@ -32,10 +32,6 @@ def _call(name: str) -> None:
         callback()
 
 
-def _written() -> None:
-    _call("written")
-
-
 class _Stamped:
     """urllib3's `request` writes the whole request (a GET has no body to stream) before it returns, its
     head (all of a GET) in one `send`, on a connection the pool has opened already."""
@@ -46,7 +42,7 @@ class _Stamped:
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         super().request(*args, **kwargs)  # type: ignore[misc]
-        _written()
+        _call("written")
 
 
 class _StampedHTTPConnection(_Stamped, HTTPConnection):
@@ -94,4 +90,4 @@ def on_written(callback: Callable[[], None], before: Callable[[], None] | None =
         yield
     finally:
         _hook.before = None
-        _written()
+        _call("written")
