@@ -130,10 +130,12 @@ def credential_fingerprint(token: str | None) -> str:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A request ready to send, and the proxy/TLS settings it goes with."""
+    """A request ready to send, the proxy/TLS settings it goes with, and whether the session calls the
+    hooks at its write (a session built by `wire`, and no proxy)."""
 
     request: requests.PreparedRequest
     settings: dict[str, Any]
+    hooked: bool
 
 
 @dataclass(frozen=True)
@@ -306,7 +308,7 @@ class ApiClient:
             self.clock.sleep(delay)
 
     def _admit(self, guard: EndpointGuard, started: float, where: str) -> Waited:
-        """Wait until the guard lets a request go; return what it waited and when the rate granted it."""
+        """Wait until quota and circuit let a request go (the probe: and the rate); return what it waited."""
         try:
             waited = guard.admit(started, self.retry.deadline)
         except QuotaExhausted as exc:
@@ -321,7 +323,7 @@ class ApiClient:
         reads files and the environment, and each such call lets another thread in between grant and send."""
         prepared = self._session.prepare_request(requests.Request("GET", request.url, params=request.params))
         settings = self._session.merge_environment_settings(prepared.url, {}, None, None, None)
-        return Prepared(prepared, settings)
+        return Prepared(prepared, settings, wire.calls_hooks(self._session, prepared.url, settings["proxies"]))
 
     def _try_once(
         self,
@@ -332,17 +334,24 @@ class ApiClient:
         admitted: Waited,
         started: float,
     ) -> Answer:
-        """Send once and classify the answer; raise ApiError for a 4xx that no retry can fix."""
-        since, held = admitted.granted_at, 0.0  # the instant the write's lateness counts from; seconds held there
+        """Take the rate's grant at the write, send once and classify the answer; raise ApiError for a 4xx
+        that no retry can fix."""
+        granted_at, held = admitted.granted_at, 0.0
 
-        def before_write() -> None:  # a grant overtaken by the write waits there for a fresh one: rate-limit time
-            nonlocal since, held
+        def grant() -> None:
+            nonlocal granted_at, held
             reached = self.clock.now()
-            since = guard.before_write(since, started, self.retry.deadline)
+            granted_at = guard.grant(started, self.retry.deadline)
             held = self.clock.now() - reached
 
+        def written() -> None:
+            if granted_at is not None:  # else the connection failed before the grant: nothing was sent
+                guard.written(granted_at)
+
         try:
-            with wire.on_written(lambda: guard.written(since), before=before_write):
+            if granted_at is None and not prepared.hooked:
+                grant()  # the session will not call it at the write: as close to it as this side gets
+            with wire.on_written(written, before=grant if granted_at is None else None):
                 response = self._session.send(prepared.request, timeout=self.timeout, **prepared.settings)
         except Blocked as exc:
             raise ApiError(f"{where}: {exc}") from None

@@ -1,8 +1,9 @@
 """The policy half of every request to one endpoint: may it go now, and what did its answer teach?
 
-Before a request: quota -> circuit breaker -> rate (the learned pace, and the
-file's limits as ceilings), the rate last so that nothing stands between a
-grant and the send. After it: the server's headers, a 429's pause and the
+Before a request: quota -> circuit breaker, then, at the write itself (its
+connection open, its bytes built), the rate: the learned pace, and the file's
+limits as ceilings, so that nothing stands between a grant and the send.
+After it: the server's headers, a 429's pause and the
 learned pace, the quota the server reports, the breaker. Everything lives in
 the shared store, so every worker on one API and credential obeys one guard.
 """
@@ -58,13 +59,13 @@ class Heard:
 
 @dataclass(frozen=True)
 class Waited:
-    """Seconds one admission spent waiting, by cause, and when the rate granted it."""
+    """Seconds one admission spent waiting, by cause; for the half-open probe, its grant and its lease."""
 
     quota: float
     circuit: float
-    limiter: float
-    granted_at: float  # when the store decided the grant (the clock it read, inside its lock where it has one)
-    probe: str = ""  # the half-open probe's lease this request holds, if it is the probe
+    limiter: float = 0.0
+    granted_at: float | None = None  # None: the rate's grant is yet to be taken, at the write (`grant`)
+    probe: str = ""
 
 
 class ApiShared:
@@ -94,8 +95,9 @@ class ApiShared:
 class EndpointGuard:
     """Admits requests to one endpoint and learns from their answers.
 
-    `admit` returns once a request may be sent, having charged the quota and
-    taken a grant from every limit; `on_answer` takes the server's answer.
+    `admit` returns once quota and circuit let a request go, `grant` once every
+    limit does (just before the write), `written` hears the write, and
+    `on_answer` takes the server's answer.
     `on_event` hears what a user should see: 429 pauses, pace changes, circuit and quota waits.
     """
 
@@ -127,36 +129,39 @@ class EndpointGuard:
         )
 
     def admit(self, started: float, deadline: float) -> Waited:
-        """Wait until a request may go: quota, then circuit, then rate, then (half-open) the probe's lease,
-        taken last so that it runs from the send. Raises QuotaExhausted or Blocked."""
+        """Wait until quota and circuit let a request go; the rate's grant is left to `grant`, at the write.
+        The half-open probe is granted here, and then takes its lease, so that the lease runs from the send,
+        not from a wait for the rate. Raises QuotaExhausted or Blocked."""
         quota = self._charge_quota()
         circuit = limiter = 0.0
         while True:
             waited, closed = self._wait_for_circuit(started)
             circuit += waited
-            rate_wait, granted_at = self._wait_for_rate(started, deadline)
-            limiter += rate_wait
-            if closed:  # the common case: no store read between the grant and the send
-                return Waited(quota, circuit, limiter, granted_at)
+            if closed:
+                return Waited(quota, circuit)
+            asked = self.clock.now()
+            granted_at = self.grant(started, deadline)
+            limiter += self.clock.now() - asked
             try:
-                probe = self.breaker.before_request()
+                return Waited(quota, circuit, limiter, granted_at, self.breaker.before_request())
             except CircuitOpen:
                 continue  # another worker took the probe during the rate wait: wait for its outcome
-            return Waited(quota, circuit, limiter, granted_at, probe)
 
-    def _wait_for_rate(self, started: float, deadline: float) -> tuple[float, float]:
-        """Take a grant from every limit at the pace as it is now: a 429 seen by another worker
-        during the wait (typically its pause) lowers the pace this grant is spaced by. Return the
-        seconds waited and when the store decided the grant: the next is spaced from that instant,
-        and the request's write (and this thread's turn to run again) can come a while after it."""
-        begun = self.clock.now()
+    def grant(self, started: float, deadline: float) -> float:
+        """Wait for, and take, a grant from every limit at the pace as it is now; return when the store
+        decided it, which the next grant is spaced from. Call it just before the request's bytes are
+        written, its connection open, so that its write follows at once. Raises Blocked when no grant
+        comes within `deadline` seconds of `started`.
+
+        A 429 seen by another worker during the wait (its pause) lowers the
+        pace this grant is spaced by.
+        """
         while True:
             self.limiter.set_limit(PACE, paced(self.shared.pace.rate()))
             wait = self.limiter.attempt()
-            now = self.clock.now()
             if wait == 0.0:
-                return now - begun, self._decided.last
-            if now + wait - started > deadline:
+                return self._decided.last
+            if self.clock.now() + wait - started > deadline:
                 raise Blocked(
                     f"rate limit {', '.join(self.limiter.limits)}: no grant within the {deadline:g}s request "
                     f"deadline (next in {wait:.3f}s)"
@@ -167,45 +172,21 @@ class EndpointGuard:
         """Seconds between two grants at the pace as it was last set."""
         return 1 / self.limiter.limits[PACE].rate
 
-    def _slack(self) -> float:
-        """The half of the margin's slack that absorbs a late write (the other half is the network's)."""
-        return self._pace_interval() * self.shared.spec.pacing.margin / 2
+    def written(self, granted_at: float) -> None:
+        """Call the moment the request has been written to its socket (or failed unwritten), with when it was
+        granted: a write later than the slack after its grant pushes the next grant back from now.
 
-    def before_write(self, granted_at: float, started: float, deadline: float) -> float:
-        """Call just before the request's bytes are written, its connection open. Return the instant its
-        write is to be measured from by `written`: the grant's, or, for a grant already late, now.
-
-        A request written late (a busy machine descheduled its thread, a new
-        connection had to be opened) reaches the server late, and the next one,
-        sent on time, too soon after it, which a server without burst refuses.
-        The pace is `margin` under the rate; half of that slack is kept for the
-        network, the other half absorbs lateness. A grant later than that
-        already pushes the next grant back to the server's interval (the
-        pace's, less half the slack) from now, before the write, so that no
-        worker is granted between this write and the push. A grant older than
-        the server's interval may have been overtaken already (another
-        worker's, an interval later, was due before this write): it is dropped
-        and a fresh one taken, which costs one unused slot instead of a 429.
-        Raises Blocked as `admit` does.
+        A request written late (a busy machine descheduled its thread, a dropped
+        connection had to be opened again) reaches the server late, and the
+        next one, sent on time, too soon after it, which a server without
+        burst refuses. The pace is `margin` under the rate; half of that slack
+        is kept for the network, the other half absorbs lateness; a later write
+        pushes the next grant back to the server's interval (the pace's, less
+        half the slack) from it.
         """
-        if self.clock.now() - granted_at > self._pace_interval() - self._slack():
-            granted_at = self._wait_for_rate(started, deadline)[1]
-        return self._push_if_late(granted_at)
-
-    def written(self, since: float) -> None:
-        """Call the moment the request has been written to its socket (or failed unwritten), with what
-        `before_write` returned: a write later than the slack after it pushes the next grant back from now.
-        """
-        self._push_if_late(since)
-
-    def _push_if_late(self, since: float) -> float:
-        """Push the next grant back to the server's interval from now if `since` is more than the slack
-        ago; return the instant the next grant is now spaced from (`since`, or now)."""
-        now = self.clock.now()
-        if now - since <= self._slack():
-            return since
-        self.limiter.pause(self._pace_interval() - self._slack())
-        return now
+        slack = self._pace_interval() * self.shared.spec.pacing.margin / 2
+        if self.clock.now() - granted_at > slack:
+            self.limiter.pause(self._pace_interval() - slack)
 
     def _charge_quota(self) -> float:
         """Count the request against the quotas; wait for a reset within `max_wait`, else raise QuotaExhausted."""

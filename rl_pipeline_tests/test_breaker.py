@@ -116,7 +116,7 @@ def test_d17_the_probe_lease_runs_from_the_send_and_is_set_in_the_file(namespace
     clock, store = FakeClock(), open_store("memory://")
     a, b = (ApiClient("demo", spec, token="t", store=store, clock=clock).guard("events_offset") for _ in range(2))
     assert a.breaker.policy.probe_timeout == 0.3
-    a.admit(clock.now(), 60)  # the last grant before the outage: the next is two seconds away
+    a.grant(clock.now(), 60)  # the last grant before the outage: the next is two seconds away
     for _ in range(5):
         a.breaker.after_request(success=False)
     clock.advance(1.0)  # the cooldown is over; the rate has a second to go, longer than the lease

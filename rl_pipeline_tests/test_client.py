@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import socket
+import threading
 from datetime import date
 
 import pytest
@@ -11,9 +13,12 @@ from rl_pipeline.client import ApiClient
 from rl_pipeline.demo_api import day_records
 from rl_pipeline.errors import ApiError, MissingTokenError
 from rl_pipeline.pace import PacePolicy
+from rl_pipeline.pagination import PageRequest
 from rl_pipeline.retry import RetryPolicy
 from rl_pipeline.sources import RateLimitSpec, load_sources
 from rl_pipeline.state import open_store
+from rl_pipeline.state.memory import MemoryStore
+from rl_pipeline_tests.scripted_server import spec_for
 from rl_pipeline_tests.support import TOKEN
 
 
@@ -103,3 +108,41 @@ def test_the_client_learns_the_limit_from_rate_limit_headers(make_demo_api) -> N
     # X-RateLimit-Remaining: 0 with its Reset pauses the client before the server has to say 429.
     assert server.api.stats()["by_status"] == {"200": client.stats.requests}
     assert client.stats.limiter_wait_s > 0.5
+
+
+class CheckedAtGrant(MemoryStore):
+    """A store that, when the rate decides, checks that the client's connection to `listener` is open with
+    nothing written on it yet, then answers the request that follows from a thread of its own."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        super().__init__("memory://")
+        self.listener, self.checked = listener, 0
+
+    def acquire(self, namespace, limits, cost, clock, *, dry_run=False):
+        connection, _ = self.listener.accept()  # connected already (the listener never waits: timeout 0)
+        connection.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            connection.recv(1)  # and nothing written yet
+        self.checked += 1
+        threading.Thread(target=answer_once, args=(connection,), daemon=True).start()
+        return super().acquire(namespace, limits, cost, clock, dry_run=dry_run)
+
+
+def answer_once(connection: socket.socket) -> None:
+    with connection:
+        connection.settimeout(5)
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+
+
+def test_the_rate_is_granted_at_the_write_with_the_connection_open() -> None:
+    """Nothing stands between a grant and the write (a connection's handshake, a thread descheduled
+    between admission and send): the request reaches the server as late after its grant as the write's
+    own syscall, so the next grant, spaced from this one, does not reach it too soon after."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(0)
+        store = CheckedAtGrant(listener)
+        spec = spec_for(f"http://127.0.0.1:{listener.getsockname()[1]}")
+        client = ApiClient("demo", spec, token=TOKEN, store=store)
+        answer = client.get_json("events_offset", PageRequest(f"{client.base_url}/events"), "page 1")
+    assert answer.body == {} and store.checked == 1

@@ -30,7 +30,7 @@ def test_requests_are_paced_evenly_whatever_burst_the_file_allows() -> None:
     g = guard(clock)
     grants = []
     for _ in range(10):
-        grants.append(g.admit(clock.now(), deadline=60).granted_at)
+        grants.append(g.grant(clock.now(), deadline=60))
         g.written(grants[-1])
     gaps = {round(b - a, 6) for a, b in itertools.pairwise(grants)}
     assert gaps == {round(INTERVAL, 6)}  # no burst of 20: one every interval
@@ -43,11 +43,11 @@ def test_a_spent_budget_pauses_only_when_it_refills_after_the_pace_would_grant(r
     refills later than the pace's next grant still pauses everyone until it does."""
     clock = FakeClock()
     g = guard(clock)
-    first = g.admit(clock.now(), deadline=60).granted_at
+    first = g.grant(clock.now(), deadline=60)
     g.written(first)
     clock.advance(0.010)  # the answer, a round trip later
     g.on_answer(200, {"X-RateLimit-Limit": "1", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
-    assert g.admit(clock.now(), deadline=60).granted_at - first == pytest.approx(following, abs=1e-6)
+    assert g.grant(clock.now(), deadline=60) - first == pytest.approx(following, abs=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -57,10 +57,10 @@ def test_a_spent_budget_pauses_only_when_it_refills_after_the_pace_would_grant(r
 def test_a_write_later_than_the_slack_pushes_the_next_grant_back(late: float, following: float) -> None:
     clock = FakeClock()
     g = guard(clock)
-    granted = g.admit(clock.now(), deadline=60).granted_at
+    granted = g.grant(clock.now(), deadline=60)
     clock.advance(late)
     g.written(granted)
-    assert g.admit(clock.now(), deadline=60).granted_at == pytest.approx(granted + following, abs=1e-6)
+    assert g.grant(clock.now(), deadline=60) == pytest.approx(granted + following, abs=1e-6)
 
 
 def test_d1_two_limits_without_names_are_both_enforced() -> None:
@@ -73,10 +73,10 @@ def test_d1_two_limits_without_names_are_both_enforced() -> None:
     )
     g = EndpointGuard(ApiShared("demo", spec, open_store("memory://"), "demo:d1", clock), "events_offset",
                       rng=random.Random(0))  # fmt: skip
-    grants = [g.admit(clock.now(), deadline=60).granted_at for _ in range(3)]
+    grants = [g.grant(clock.now(), deadline=60) for _ in range(3)]
     assert grants[-1] - grants[0] == pytest.approx(2 / (2 * (1 - PacePolicy.margin)))  # paced at the per-second limit
     with pytest.raises(Blocked, match="no grant within"):
-        g.admit(clock.now(), deadline=60)  # the hourly limit holds: the 4th waits an hour
+        g.grant(clock.now(), deadline=60)  # the hourly limit holds: the 4th waits an hour
 
 
 def test_a_window_held_shut_is_named_in_the_run_log() -> None:
@@ -88,52 +88,15 @@ def test_a_window_held_shut_is_named_in_the_run_log() -> None:
     g = EndpointGuard(shared, "events_offset", rng=random.Random(0), on_event=lambda *e: events.append(e))
     began = clock.now()
     for _ in range(200):
-        g.written(g.admit(clock.now(), deadline=60).granted_at)
+        g.written(g.grant(clock.now(), deadline=60))
         g.on_answer(200, {})
-    g.admit(clock.now(), deadline=60)
+    g.grant(clock.now(), deadline=60)
     while clock.now() - began < 10:  # the window is shut until its first requests age out
         assert g.on_answer(429, {}).rate_limited
-        g.admit(clock.now(), deadline=60)
+        g.grant(clock.now(), deadline=60)
     shut = [message for kind, message in events if kind == "pace" and "window is still shut" in message]
     assert len(shut) == 1 and "it took 20.26 req/s); pacing at 19.24 req/s" in shut[0], events  # 200 in 9.87 s
     assert "back to 19.24 within 5s" in shut[0]  # it settled there: no climb back to the 29.1 that drew the 429
-
-
-def two_workers(clock: FakeClock) -> tuple[EndpointGuard, EndpointGuard]:
-    spec = load_sources().apis["demo"].model_copy(update={"rate_limits": [RateLimitSpec(rate=20)]})
-    shared = ApiShared("demo", spec, open_store("memory://"), "demo:two", clock)
-    return EndpointGuard(shared, "events_offset", rng=random.Random(0)), EndpointGuard(
-        shared, "events_offset", rng=random.Random(1)
-    )
-
-
-def test_a_grant_overtaken_before_its_write_is_taken_afresh() -> None:
-    """The first worker is held back after its grant (descheduled while other processes start, or opening
-    its connection); the second, granted an interval later, writes first. Just before its own write, the
-    first finds its grant older than the server's interval and takes a new one an interval after the
-    second's, instead of reaching the server just before or just after it."""
-    clock = FakeClock()
-    first, second = two_workers(clock)
-    granted = first.admit(clock.now(), deadline=60).granted_at
-    clock.advance(INTERVAL + 0.010)
-    overtaking = second.admit(clock.now(), deadline=60).granted_at
-    second.written(overtaking)
-    assert overtaking == pytest.approx(granted + INTERVAL + 0.010, abs=1e-6)
-    assert first.before_write(granted, granted, deadline=60) == pytest.approx(overtaking + INTERVAL, abs=1e-6)
-
-
-@pytest.mark.parametrize("late", [SLACK - 1e-4, 0.004, INTERVAL - SLACK - 1e-4])
-def test_a_grant_late_by_its_write_pushes_the_next_one_back_before_the_write(late: float) -> None:
-    """Late by more than the slack, not yet overtaken: the grant stands, and the next one is spaced from
-    just before the write, stored before the write, so that no worker is granted between the two."""
-    clock = FakeClock()
-    first, second = two_workers(clock)
-    granted = first.admit(clock.now(), deadline=60).granted_at
-    clock.advance(late)
-    since = first.before_write(granted, granted, deadline=60)
-    assert since == (clock.now() if late > SLACK else granted)
-    following = since + INTERVAL - SLACK if late > SLACK else granted + INTERVAL
-    assert second.admit(clock.now(), deadline=60).granted_at == pytest.approx(following, abs=1e-6)  # first unwritten
 
 
 class LockedFor(MemoryStore):
@@ -156,4 +119,4 @@ def test_a_grant_is_stamped_when_the_store_decided_not_when_it_was_asked_for() -
     g = EndpointGuard(ApiShared("demo", spec, LockedFor(0.3), "demo:lock", clock), "events_offset",
                       rng=random.Random(0))  # fmt: skip
     asked = clock.now()
-    assert g.admit(asked, deadline=60).granted_at == pytest.approx(asked + 0.3, abs=1e-6)
+    assert g.grant(asked, deadline=60) == pytest.approx(asked + 0.3, abs=1e-6)

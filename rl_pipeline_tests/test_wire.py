@@ -4,6 +4,8 @@ just after, before its answer is read."""
 from __future__ import annotations
 
 import socket
+import threading
+import time
 
 import pytest
 import requests
@@ -55,3 +57,30 @@ def test_a_session_that_reports_no_write_gets_the_hook_when_the_request_returns(
         session.get(f"{demo_api.url}/_admin/stats", headers=ADMIN, timeout=5)
         events.append("returned")
     assert events == ["returned", "written"]
+
+
+def test_a_connection_the_server_closed_while_the_hook_waited_is_opened_again() -> None:
+    """The hook waits for the rate's grant with the connection open; a server that closes idle connections
+    may close it meanwhile. The request goes on a new one instead of failing on the closed one."""
+    accepted: list[socket.socket] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(5)
+
+        def before() -> None:  # the server closes the connection while the hook waits
+            connection, _ = listener.accept()
+            connection.close()
+            time.sleep(0.1)
+            threading.Thread(target=answer_next, daemon=True).start()
+
+        def answer_next() -> None:
+            connection, _ = listener.accept()
+            accepted.append(connection)
+            connection.settimeout(5)
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+        port = listener.getsockname()[1]
+        with wire.stamped_session() as session, wire.on_written(lambda: None, before=before):
+            response = session.get(f"http://127.0.0.1:{port}/", timeout=5)
+    assert response.text == "ok" and len(accepted) == 1
+    accepted[0].close()
