@@ -27,7 +27,16 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import requests
-from harness import ADMIN, cli_backfill, days_from, demo_api, rl_pipeline_backfill, server_counts, table_outcome
+from harness import (
+    ADMIN,
+    cli_backfill,
+    days_from,
+    demo_api,
+    refusals,
+    rl_pipeline_backfill,
+    server_counts,
+    table_outcome,
+)
 from rich.console import Console
 from rich.table import Table
 
@@ -77,7 +86,7 @@ def main() -> None:
     def row(r: dict) -> list[str]:
         ideal = r["requests"] / args.rate
         return [str(r["requests"]), f"{ideal:.1f}", f"{r['wall']:.1f}", f"{r['wall'] / ideal:.3f}",
-                f"{r['span'] / ideal:.3f}", f"{r['longest_gap']:.2f}", str(r["429"]),
+                f"{r['span'] / ideal:.3f}", f"{r['longest_gap']:.2f}", refusals(r),
                 "yes" if r["exact"] else "NO"]  # fmt: skip
 
     with demo_api(args.rate, burst, 10_000_000, *server) as url, tempfile.TemporaryDirectory() as tmp:

@@ -25,7 +25,7 @@ from pathlib import Path
 import dagster as dg
 import requests
 import yaml
-from harness import ADMIN, days_from, demo_api, server_counts, table_outcome
+from harness import ADMIN, days_from, demo_api, refusals, server_counts, table_outcome
 from rich.console import Console
 from rich.table import Table
 
@@ -105,7 +105,7 @@ def main() -> None:
             table.add_row(
                 str(args.days), str(runs), str(r["requests"]), f"{ideal:.1f}", f"{r['wall']:.1f}",
                 f"{r['wall'] / ideal:.3f}", f"{r['waited']:.1f}", f"{(r['wall'] - r['waited']) / ideal:.3f}",
-                f"{r['span'] / ideal:.3f}", f"{r['longest_gap']:.2f}", str(r["429"]), "yes" if r["exact"] else "NO",
+                f"{r['span'] / ideal:.3f}", f"{r['longest_gap']:.2f}", refusals(r), "yes" if r["exact"] else "NO",
             )  # fmt: skip
     Console(width=160).print(table)
 

@@ -61,7 +61,8 @@ def demo_api(rate: float, burst: int, daily_quota: int = 10_000_000, *options: s
 
 def server_counts(url: str) -> dict[str, Any]:
     """What the demo API saw since its last reset: requests, 200s, 429s, the span from the first
-    request to the last (s), and the longest time with no request in it (s)."""
+    request to the last (s), the longest time with no request in it (s), and when the 429s came (s after
+    the first request)."""
     stats = requests.get(f"{url}/_admin/stats", headers=ADMIN, timeout=30).json()
     by_status = stats["by_status"]
     times = sorted(t for t, *_ in stats["requests"])
@@ -69,9 +70,15 @@ def server_counts(url: str) -> dict[str, Any]:
         "requests": len(times),
         "200": by_status.get("200", 0),
         "429": by_status.get("429", 0),
+        "429_at": sorted(t - times[0] for t, status, *_ in stats["requests"] if status == 429),
         "span": times[-1] - times[0] if times else 0.0,
         "longest_gap": max((b - a for a, b in itertools.pairwise(times)), default=0.0),
     }
+
+
+def refusals(counts: dict[str, Any]) -> str:
+    """The 429s, and when the first came: a start-up's differs from a pace's."""
+    return f"{counts['429']} (first {counts['429_at'][0]:.1f}s in)" if counts["429_at"] else str(counts["429"])
 
 
 def table_outcome(database: Path, table: str, days: list[str]) -> dict[str, Any]:
