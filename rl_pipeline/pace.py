@@ -65,7 +65,7 @@ class PacePolicy:
     ceiling: float  # requests/s, never exceeded
     initial: float  # requests/s where an API with no history starts
     floor: float  # requests/s, the least it falls to
-    margin: float = 0.03  # pace this share under the published rate (1.5 ms at 20/s; the late-write push keeps half)
+    margin: float = 0.01  # pace this share under the published rate (0.5 ms at 20/s; the late-write push keeps half)
     decrease: float = 0.8  # factor on a 429
     recover: float = 5.0  # seconds to climb back to `settle` times the rate that drew the last 429
     settle: float = 0.95  # a server refuses near its limit on arrival jitter alone: stay this far under

@@ -297,7 +297,7 @@ def test_a_per_minute_window_held_shut_is_learned_across_its_windows(store, name
         else:
             refused_at.append(clock.now() - began)
             clock.advance(pace.on_refused(retry_after=None).pause)
-    assert 1.8 < pace.rate() <= 2.0
+    assert 1.8 < pace.rate() <= 2.0 * 1.01  # a little over at most: past it, the probe asks again rarely
     assert len([t for t in refused_at if t > 450]) <= 5  # a spell of one window each: 21, at 2.15 a second
 
 
