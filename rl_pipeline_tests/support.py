@@ -74,6 +74,14 @@ def required(name: str) -> bool:
     return os.environ.get(f"RL_REQUIRE_{name}") == "1"
 
 
+def answer_once(connection: socket.socket, body: bytes) -> None:
+    """Read one request on a raw `connection`, answer it 200 with `body`, and close it."""
+    with connection:
+        connection.settimeout(5)
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

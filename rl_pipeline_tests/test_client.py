@@ -19,7 +19,7 @@ from rl_pipeline.sources import RateLimitSpec, load_sources
 from rl_pipeline.state import open_store
 from rl_pipeline.state.memory import MemoryStore
 from rl_pipeline_tests.scripted_server import spec_for
-from rl_pipeline_tests.support import TOKEN
+from rl_pipeline_tests.support import TOKEN, answer_once
 
 
 def demo_client(rate: float, burst: float, store_url: str = "memory://", **kwargs) -> ApiClient:
@@ -124,15 +124,8 @@ class CheckedAtGrant(MemoryStore):
         with pytest.raises(BlockingIOError):
             connection.recv(1)  # and nothing written yet
         self.checked += 1
-        threading.Thread(target=answer_once, args=(connection,), daemon=True).start()
+        threading.Thread(target=answer_once, args=(connection, b"{}"), daemon=True).start()
         return super().acquire(namespace, limits, cost, clock, dry_run=dry_run)
-
-
-def answer_once(connection: socket.socket) -> None:
-    with connection:
-        connection.settimeout(5)
-        connection.recv(65536)
-        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
 
 
 def test_the_rate_is_granted_at_the_write_with_the_connection_open() -> None:

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from rl_pipeline import wire
-from rl_pipeline_tests.support import ADMIN
+from rl_pipeline_tests.support import ADMIN, answer_once
 
 
 def test_the_hooks_run_once_around_the_write_and_before_the_answer_returns(demo_api) -> None:
@@ -75,12 +75,9 @@ def test_a_connection_the_server_closed_while_the_hook_waited_is_opened_again() 
         def answer_next() -> None:
             connection, _ = listener.accept()
             accepted.append(connection)
-            connection.settimeout(5)
-            connection.recv(65536)
-            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            answer_once(connection, b"ok")
 
         port = listener.getsockname()[1]
         with wire.stamped_session() as session, wire.on_written(lambda: None, before=before):
             response = session.get(f"http://127.0.0.1:{port}/", timeout=5)
     assert response.text == "ok" and len(accepted) == 1
-    accepted[0].close()
