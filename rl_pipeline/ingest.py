@@ -10,12 +10,13 @@ checkpoint. Upsert on id makes any replay harmless.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -30,6 +31,8 @@ from rl_pipeline.warehouse import PartitionReport, TableShape, Warehouse, to_arr
 
 K, T = TypeVar("K"), TypeVar("T")
 DEFAULT_BATCH_ROWS = 50_000  # a write (a DuckDB connection: ~0.1 s) per 50k rows; see docs/benchmarks.md
+WAITS = ("limiter_wait_s", "retry_wait_s", "circuit_wait_s", "quota_wait_s")  # a day's waits on the budget
+ROOM = 0.1  # a day that waited on the budget less than this share of its time left the budget room
 
 
 @dataclass
@@ -174,6 +177,18 @@ class IngestedDay:
     result: DayResult
     used: dict[str, Any]  # requests, retries, 429s, waits by cause, statuses, requests_per_s
     client: ApiClient
+    seconds: float = 0.0  # from its first request to its last write
+
+    @property
+    def waited(self) -> float:
+        """Seconds it waited on the budget: the rate, a 429's pause, an open circuit, a quota."""
+        return sum(self.used[k] for k in WAITS)
+
+    @property
+    def left_room(self) -> bool:
+        """Whether its time went to the server's answers and its own writes, not to waiting on the budget:
+        then the budget had room for more days at once (a server that answers slowly, or slow writes)."""
+        return self.waited < ROOM * self.seconds
 
 
 def ingest_days(
@@ -183,9 +198,16 @@ def ingest_days(
     days: Sequence[date],
     *,
     workers: int = 1,
+    max_workers: int = 1,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    say: Callable[[str], None] = lambda message: None,
 ) -> Iterator[IngestedDay]:
     """`ingest_day` for every day, `workers` days at once, yielded as each finishes.
+
+    A day that finishes having left the budget room (`IngestedDay.left_room`)
+    starts one more day at once, up to `max_workers`, and `say`s so: the rate
+    is reached however slowly the server answers. Extra days at once cost
+    threads and memory, never rate: every day waits on the one budget.
 
     Each worker thread has a client of its own from `make_client` (a Session,
     and stats that are its day's alone); clients made on one store share one
@@ -203,34 +225,58 @@ def ingest_days(
         before = client.stats.snapshot()
         result = ingest_day(client, warehouse, endpoint, day, batch_rows=batch_rows)
         used = client.stats.since(before)
-        used["requests_per_s"] = round(used["requests"] / max(time.monotonic() - started, 1e-3), 2)
-        return IngestedDay(result, used, client)
+        seconds = max(time.monotonic() - started, 1e-3)
+        used["requests_per_s"] = round(used["requests"] / seconds, 2)
+        return IngestedDay(result, used, client, seconds)
+
+    def widen(day: IngestedDay, width: int) -> bool:
+        if not day.left_room:
+            return False
+        say(
+            f"{day.client.name}.{endpoint}: {width + 1} days at once (up to {max_workers}): day {day.result.day} "
+            f"waited {day.waited:.2f}s of its {day.seconds:.2f}s on the rate budget, which had room"
+        )
+        return True
 
     try:
-        yield from in_parallel(fetch, days, workers)
+        yield from in_parallel(fetch, days, workers, widen=widen, most=max_workers)
     finally:
         for client in clients:
             client.close()
 
 
-def in_parallel(fetch: Callable[[K], T], keys: Sequence[K], workers: int) -> Iterator[T]:
-    """`fetch(key)` for every key on `workers` threads, results as they finish.
+def in_parallel(
+    fetch: Callable[[K], T],
+    keys: Sequence[K],
+    workers: int,
+    *,
+    widen: Callable[[T, int], bool] = lambda result, width: False,
+    most: int = 1,
+) -> Iterator[T]:
+    """`fetch(key)` for every key, `workers` at once, results as they finish; each result for which
+    `widen(result, width)` is true runs one more at once from then on, up to `most`.
 
     On the first failure no further key is started; those already running
     finish (their results are still yielded), then the failure is raised.
     """
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="day") as pool:
-        futures = [pool.submit(fetch, key) for key in keys]
-        failure: BaseException | None = None
-        for future in as_completed(futures):
-            if future.cancelled():
-                continue
-            error = future.exception()
-            if error is None:
-                yield future.result()
-            elif failure is None:
-                failure = error
-                for pending in futures:
-                    pending.cancel()
-        if failure is not None:
-            raise failure
+    width, most = max(1, workers), max(1, workers, most)
+    waiting, running = iter(keys), set[Future[T]]()
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=most, thread_name_prefix="day") as pool:
+        while True:
+            if failure is None:
+                running.update(pool.submit(fetch, key) for key in itertools.islice(waiting, width - len(running)))
+            if not running:
+                break
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                error = future.exception()
+                if error is not None:
+                    failure = failure or error
+                    continue
+                result = future.result()
+                if failure is None and width < most and widen(result, width):
+                    width += 1
+                yield result
+    if failure is not None:
+        raise failure

@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from rl_pipeline.demo_api.faults import Faults
+from rl_pipeline.demo_api.server import most_in_any_window
 from rl_pipeline.warehouse import Warehouse
 from rl_pipeline_tests.support import ADMIN, day_range, expected_rows, materialize_range, table_rows, write_sources
 
@@ -242,6 +243,36 @@ def test_the_run_log_says_what_the_run_waits_on(make_demo_api, warehouse: Wareho
     both = first + warnings_of("2024-01-04", "2024-01-04")
     assert any("HTTP 429; pacing at" in line and "everyone waits" in line for line in both), both
     assert len(both) < 30  # throttled: a line per kind every 5 s, not one per request
+
+
+def test_a_slow_server_gets_more_days_at_once_until_the_rate_is_used(
+    make_demo_api, warehouse: Warehouse, tmp_path, monkeypatch
+) -> None:
+    """Every answer takes 0.3 s and the file allows 20 a second: a day at a time sends 3 a second. A day
+    that finished having waited on nothing starts one more at once, up to `max_workers`, and the run log
+    says so; where the rate is what holds the days back, the run stays at `workers`."""
+    days = day_range("2024-01-03", "2024-01-10")
+    instance = dg.DagsterInstance.ephemeral()
+
+    def run(**config: int) -> tuple[int, list[str]]:
+        """How many requests the server had at once at most, and the run's lines about days at once."""
+        server = make_demo_api(faults=Faults(slow_rate=1.0, slow_seconds=0.3))
+        store = f"sqlite:///{tmp_path}/{len(config)}-{config['max_workers']}.sqlite"
+        result = materialize_range(["events_offset"], days[0], days[-1], warehouse, store, instance, **config)
+        assert result.success
+        assert table_rows(warehouse, "events_offset")[1] == expected_rows(days)
+        lines = [r.user_message for r in instance.all_logs(result.run_id) if "days at once" in r.user_message]
+        return most_in_any_window([t for t, *_ in server.api.stats()["requests"]], 0.3), lines
+
+    at_once, lines = run(workers=1, max_workers=4)
+    assert 2 <= at_once <= 4, at_once
+    assert "demo.events_offset: 2 days at once (up to 4): day 2024-01-" in lines[0], lines
+    assert run(workers=1, max_workers=1) == (1, [])  # the same server, held to one
+
+    # The file allows 4 a second: the days wait on the rate, and no more start.
+    monkeypatch.setenv("RL_SOURCES_FILE", str(write_sources(tmp_path / "slow.yaml", rate_limits=[{"rate": 4}])))
+    at_once, lines = run(workers=2, max_workers=8)
+    assert at_once <= 2 and lines == [], lines
 
 
 def test_a_host_that_never_answers_fails_the_run_within_seconds(warehouse: Warehouse, tmp_path, monkeypatch) -> None:

@@ -145,7 +145,9 @@ def test_a_backfill_stops_cleanly_when_the_ledger_is_empty(make_demo_api, tmp_pa
     warehouse, instance = Warehouse(tmp_path / "w.duckdb"), dg.DagsterInstance.ephemeral()
     store = f"sqlite:///{tmp_path}/s.sqlite"
     # One day at a time, so which days finish before the quota runs out is certain.
-    result = materialize_range(["events_offset"], "2024-01-01", "2024-01-10", warehouse, store, instance, workers=1)
+    result = materialize_range(
+        ["events_offset"], "2024-01-01", "2024-01-10", warehouse, store, instance, workers=1, max_workers=1
+    )
     assert not result.success
     message = str(result.failure_data_for_node("events_offset").error)
     assert "source demo.events_offset, partition 2024-01-04, page" in message

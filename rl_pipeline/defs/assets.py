@@ -21,8 +21,6 @@ from rl_pipeline.ingest import IngestedDay, ingest_days
 from rl_pipeline.sources import ApiSpec
 from rl_pipeline.warehouse import TableShape
 
-WAITS = ("limiter_wait_s", "retry_wait_s", "circuit_wait_s", "quota_wait_s")
-
 
 def quota_metadata(client: ApiClient) -> dict[str, float | int | str]:
     if client.quota is None:
@@ -71,7 +69,7 @@ def day_metadata(day: IngestedDay, endpoint: str, missing: int) -> dict[str, Any
         "pages": result.pages,
         "resumed": result.resumed,
         **used,
-        "throttled_s": round(sum(used[k] for k in WAITS), 3),
+        "throttled_s": round(day.waited, 3),
         "circuit": client.guard(endpoint).breaker.state().status.value,
         "pace_req_s": round(client.pace.rate(), 2),
         "ceiling_req_s": client.pace.policy.ceiling,
@@ -131,7 +129,9 @@ def materialize_days(
         endpoint,
         days,
         workers=resource.workers,
+        max_workers=resource.max_workers,
         batch_rows=warehouse_resource.batch_rows,
+        say=lambda message: events("days at once", message),
     )
     table_name = warehouse_resource.warehouse().qualified(table)
     try:

@@ -43,6 +43,13 @@ class RateLimitedApi(dg.ConfigurableResource):
         description="Days fetched at once within a run. They share the one rate budget: more workers hide "
         "latency and write time, they never raise the rate.",
     )
+    max_workers: int = Field(
+        default=16,
+        ge=1,
+        description="The most days fetched at once within a run (at least `workers`): a day that finishes "
+        "having waited on the rate budget less than a tenth of its time (a server that answers slowly, or slow "
+        "writes, left the rate unused) starts one more at once, up to this.",
+    )
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=30.0, gt=0)
 
