@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python benchmarks/server_truth_bench.py
 	$(BIN)/python benchmarks/pace_replay.py
 	$(BIN)/python benchmarks/log_size_bench.py
+	$(BIN)/python benchmarks/latency_bench.py
 
 clean:
 	rm -rf $(VENV) data/*.duckdb* data/*.sqlite* dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules

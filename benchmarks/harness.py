@@ -99,9 +99,12 @@ def days_from(first: date, count: int) -> list[str]:
     return [(first + timedelta(days=i)).isoformat() for i in range(count)]
 
 
-def rl_pipeline_backfill(days: list[str], database: Path, store: str, workers: int = 4) -> float:
-    """Materialize `events_offset` for `days` through Dagster, in ranged runs as the backfill policy cuts them;
-    returns the wall seconds."""
+def rl_pipeline_backfill(
+    days: list[str], database: Path, store: str, workers: int = 4, max_workers: int | None = None
+) -> float:
+    """Materialize `events_offset` for `days` through Dagster, in ranged runs as the backfill policy cuts them,
+    `workers` days at once, widening to `max_workers` (the resource's default if None); returns the wall
+    seconds."""
     import dagster as dg
 
     from rl_pipeline.defs.partitions import MAX_PARTITIONS_PER_RUN
@@ -113,8 +116,9 @@ def rl_pipeline_backfill(days: list[str], database: Path, store: str, workers: i
         for i in range(0, len(days), MAX_PARTITIONS_PER_RUN):
             chunk = days[i : i + MAX_PARTITIONS_PER_RUN]
             result = materialize_range(
-                ["events_offset"], chunk[0], chunk[-1], Warehouse(database), store, instance, workers=workers
-            )
+                ["events_offset"], chunk[0], chunk[-1], Warehouse(database), store, instance, workers=workers,
+                **({} if max_workers is None else {"max_workers": max_workers}),
+            )  # fmt: skip
             assert result.success, result.failure_data_for_node("events_offset")
     return time.perf_counter() - started
 
