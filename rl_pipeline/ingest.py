@@ -177,7 +177,7 @@ class IngestedDay:
     result: DayResult
     used: dict[str, Any]  # requests, retries, 429s, waits by cause, statuses, requests_per_s
     client: ApiClient
-    seconds: float = 0.0  # from its first request to its last write
+    seconds: float = 0.0  # from its start to its last write
 
     @property
     def waited(self) -> float:
@@ -234,7 +234,7 @@ def ingest_days(
             return False
         say(
             f"{day.client.name}.{endpoint}: {width + 1} days at once (up to {max_workers}): day {day.result.day} "
-            f"waited {day.waited:.2f}s of its {day.seconds:.2f}s on the rate budget, which had room"
+            f"waited {day.waited:.2f}s of its {day.seconds:.2f}s on the budget (rate, 429s, circuit, quota): room"
         )
         return True
 
