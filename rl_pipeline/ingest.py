@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from array import array
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from rl_pipeline.warehouse import PartitionReport, TableShape, Warehouse, to_arr
 K, T = TypeVar("K"), TypeVar("T")
 DEFAULT_BATCH_ROWS = 50_000  # a write (a DuckDB connection: ~0.1 s) per 50k rows; see docs/benchmarks.md
 WAITS = ("limiter_wait_s", "retry_wait_s", "circuit_wait_s", "quota_wait_s")  # a day's waits on the budget
-ROOM = 0.1  # a day that waited on the budget less than this share of its time left the budget room
+ROOM = 0.1  # days that waited on the budget less than this share of their time left it room
 
 
 @dataclass
@@ -184,12 +185,6 @@ class IngestedDay:
         """Seconds it waited on the budget: the rate, a 429's pause, an open circuit, a quota."""
         return sum(self.used[k] for k in WAITS)
 
-    @property
-    def left_room(self) -> bool:
-        """Whether its time went to the server's answers and its own writes, not to waiting on the budget:
-        then the budget had room for more days at once (a server that answers slowly, or slow writes)."""
-        return self.waited < ROOM * self.seconds
-
 
 def ingest_days(
     make_client: Callable[[], ApiClient],
@@ -204,10 +199,13 @@ def ingest_days(
 ) -> Iterator[IngestedDay]:
     """`ingest_day` for every day, `workers` days at once, yielded as each finishes.
 
-    A day that finishes having left the budget room (`IngestedDay.left_room`)
-    starts one more day at once, up to `max_workers`, and `say`s so: the rate
-    is reached however slowly the server answers. Extra days at once cost
-    threads and memory, never rate: every day waits on the one budget.
+    When the last days to finish, as many as run at once, together waited on
+    the budget (the rate, 429 pauses, an open circuit, a quota) less than a
+    tenth of their time, their time went to the server's answers and to
+    writes, and the budget had room: one more day runs at once from then on,
+    up to `max_workers`, and `say` tells why. So the rate is reached however
+    slowly the server answers; extra days at once cost threads and memory,
+    never rate: every day waits on the one budget.
 
     Each worker thread has a client of its own from `make_client` (a Session,
     and stats that are its day's alone); clients made on one store share one
@@ -229,12 +227,18 @@ def ingest_days(
         used["requests_per_s"] = round(used["requests"] / seconds, 2)
         return IngestedDay(result, used, client, seconds)
 
+    finished: deque[IngestedDay] = deque()  # the last days: one alone is too few requests to judge by
+
     def widen(day: IngestedDay, width: int) -> bool:
-        if not day.left_room:
+        finished.append(day)
+        while len(finished) > width:
+            finished.popleft()
+        waited, seconds = sum(d.waited for d in finished), sum(d.seconds for d in finished)
+        if len(finished) < width or waited >= ROOM * seconds:
             return False
         say(
-            f"{day.client.name}.{endpoint}: {width + 1} days at once (up to {max_workers}): day {day.result.day} "
-            f"waited {day.waited:.2f}s of its {day.seconds:.2f}s on the budget (rate, 429s, circuit, quota): room"
+            f"{day.client.name}.{endpoint}: {width + 1} days at once (up to {max_workers}): the last {width} "
+            f"waited {waited:.2f}s of their {seconds:.2f}s on the budget (rate, 429s, circuit, quota)"
         )
         return True
 

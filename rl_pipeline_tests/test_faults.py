@@ -248,8 +248,8 @@ def test_the_run_log_says_what_the_run_waits_on(make_demo_api, warehouse: Wareho
 def test_a_slow_server_gets_more_days_at_once_until_the_rate_is_used(
     make_demo_api, warehouse: Warehouse, tmp_path, monkeypatch
 ) -> None:
-    """Every answer takes 0.3 s and the file allows 20 a second: a day at a time sends 3 a second. A day
-    that finished having waited on nothing starts one more at once, up to `max_workers`, and the run log
+    """Every answer takes 0.3 s and the file allows 20 a second: a day at a time sends 3 a second. Days
+    that finished having waited on nothing start one more at once, up to `max_workers`, and the run log
     says so; where the rate is what holds the days back, the run stays at `workers`."""
     days = day_range("2024-01-03", "2024-01-10")
     instance = dg.DagsterInstance.ephemeral()
@@ -266,7 +266,7 @@ def test_a_slow_server_gets_more_days_at_once_until_the_rate_is_used(
 
     at_once, lines = run(workers=1, max_workers=4)
     assert 2 <= at_once <= 4, at_once
-    assert "demo.events_offset: 2 days at once (up to 4): day 2024-01-" in lines[0], lines
+    assert "demo.events_offset: 2 days at once (up to 4): the last 1 waited 0.0" in lines[0], lines
     assert run(workers=1, max_workers=1) == (1, [])  # the same server, held to one
 
     # The file allows 4 a second: the days wait on the rate, and no more start.

@@ -46,9 +46,9 @@ class RateLimitedApi(dg.ConfigurableResource):
     max_workers: int = Field(
         default=16,
         ge=1,
-        description="The most days fetched at once within a run (at least `workers`): a day that finishes "
-        "having waited on the rate budget less than a tenth of its time (a server that answers slowly, or slow "
-        "writes, left the rate unused) starts one more at once, up to this.",
+        description="The most days fetched at once within a run (at least `workers`): while the last days to "
+        "finish waited on the rate budget less than a tenth of their time (a server that answers slowly, or slow "
+        "writes, left the rate unused), each finished day starts one more at once, up to this.",
     )
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=30.0, gt=0)
