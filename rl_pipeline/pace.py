@@ -197,19 +197,26 @@ class LearnedPace:
             pending, self._pending, self._flushed = self._pending, 0, now
         return pending
 
-    def on_success(self) -> None:
+    def on_success(self, sent_at: float | None = None) -> None:
         """Count the success and let the pace keep growing: written at most twice a second per process
-        (with the successes counted since), and at once after a 429 (a success ends a run of refusals)."""
+        (with the successes counted since), and at once after a 429 (a success ends a run of refusals).
+        A success of a request sent (`sent_at`: granted) before the last 429 is old news: over a long round
+        trip, the requests in flight when a 429 came keep succeeding into the pause. The server took them,
+        so they count as served, but they neither end the refusals nor let the pace grow through the pause."""
         now = self.clock.now()
         with self._lock:
             self._pending += 1
             due = now - self._flushed >= GROWTH_WITHOUT_NEWS / 2
-        if not due and self._state(self.store.get(self.key)).strikes == 0:
-            return
+        if not due:
+            state = self._state(self.store.get(self.key))
+            if state.strikes == 0 or (sent_at is not None and sent_at < state.last_429):
+                return
         pending = self._take_pending(now)
 
         def note(raw: str | None) -> tuple[str, None]:
             old = self._counted(self._state(raw), now, pending)
+            if sent_at is not None and sent_at < old.last_429:
+                return old.encode(), None
             if old.last_success < now - GROWTH_WITHOUT_NEWS:
                 # Growth had stopped (idle, or refused): a new span starts here, from where it got to.
                 return replace(old, base=self.rate_of(old, now), since=now, last_success=now, strikes=0).encode(), None
@@ -237,7 +244,8 @@ class LearnedPace:
             if now - old.last_429 < policy.cooldown:
                 after, state, took = before, old, None  # the same storm: requests in flight when the first came back
             elif old.last_success > old.last_429:
-                state, took = self._still_shut(old, now, before) or (self._storm(old, now, before), None)
+                shut = retry_after is None and self._still_shut(old, now, before)
+                state, took = shut or (self._storm(old, now, before), None)
                 after = state.base
             else:
                 after, state, took = self._refused_again(old, now, before, retry_after)
@@ -284,12 +292,13 @@ class LearnedPace:
         return replace(state, base=max(policy.floor, fall_from * policy.decrease))
 
     def _still_shut(self, old: PaceState, now: float, before: float) -> tuple[PaceState, float | None] | None:
-        """A 429 within a second of resuming from a storm less than `memory` ago, over a spell that says what
-        a window allows: a window that counts refused requests lets a few through as it drains, then shuts
-        again; it is still shut, and that is no new storm at this rate. Judged as a probe refused with nothing
-        taken between is: over what the spell took, the pace falls `settle` under that (by `decrease` at
-        least), which it returns second; under it, the window is still full from before: the pace stays, and
-        everyone waits longer. None when it is a storm."""
+        """A 429 with no Retry-After within a second of resuming from a storm less than `memory` ago, over a
+        spell that says what a window allows (a server that named its wait was waited for: it refuses the
+        pace, not a window still full): a window that counts refused requests lets a few through as it
+        drains, then shuts again; it is still shut, and that is no new storm at this rate. Judged as a probe
+        refused with nothing taken between is: over what the spell took, the pace falls `settle` under that
+        (by `decrease` at least), which it returns second; under it, the window is still full from before:
+        the pace stays, and everyone waits longer. None when it is a storm."""
         policy = self.policy
         resumed = 0 < now - old.last_429 < policy.memory and self.grown(old, now) < policy.cooldown
         if not resumed or not self._spell_says(old, now, before):
