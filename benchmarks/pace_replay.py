@@ -63,7 +63,6 @@ class Replay:
         self.events: list[tuple[float, int, str, int, float]] = []  # (when, order, what, worker, server's wait)
         self.next_grant = self.paused_until = self.clock.now()
         self.successes = self.refusals = 0
-        self.sent = [0.0] * workers  # when each worker's request was granted
 
     def run(self, seconds: float) -> tuple[int, int]:
         """Successes and 429s in `seconds`."""
@@ -91,7 +90,6 @@ class Replay:
         for other in self.free[1:]:
             self.paces[other].rate()  # the waiting workers ask the pace as they wake for the grant
         worker = self.free.pop(0)
-        self.sent[worker] = now
         self.next_grant = now + 1 / self.paces[worker].rate()
         admitted, wait = self.limit.admit(now + self.latency + self.rng.uniform(0, self.jitter))
         answer = (now + 2 * self.latency, next(self.order), "200" if admitted else "429", worker, wait)
@@ -101,7 +99,7 @@ class Replay:
         self.free.append(worker)
         if admitted:
             self.successes += 1
-            self.paces[worker].on_success(self.sent[worker])
+            self.paces[worker].on_success()
             return
         self.refusals += 1
         told = max(1, math.ceil(wait)) if self.retry_after else None  # the demo API's Retry-After

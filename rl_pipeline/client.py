@@ -366,7 +366,7 @@ class ApiClient:
             self.stats.add(limiter_wait_s=held)
         reachability.answered(self.base_url)
         self.stats.count_status(str(response.status_code))
-        return self._classify(response, request, where, guard, admitted.probe, granted_at)
+        return self._classify(response, request, where, guard, admitted.probe)
 
     def _unanswered(
         self, exc: requests.RequestException, request: PageRequest, where: str, guard: EndpointGuard, probe: str
@@ -385,16 +385,9 @@ class ApiClient:
         return Answer(problem=f"{type(exc).__name__} from {self._path(request)}")
 
     def _classify(
-        self,
-        response: requests.Response,
-        request: PageRequest,
-        where: str,
-        guard: EndpointGuard,
-        probe: str,
-        sent_at: float | None,
+        self, response: requests.Response, request: PageRequest, where: str, guard: EndpointGuard, probe: str
     ) -> Answer:
-        """An HTTP answer: a body, a 429 to wait out, a status worth retrying, or (raised) one that is not
-        (`sent_at`: when the rate granted the request)."""
+        """An HTTP answer: a body, a 429 to wait out, a status worth retrying, or (raised) one that is not."""
         status = response.status_code
         if status >= 400:
             heard = guard.on_answer(status, response.headers, probe=probe)
@@ -409,11 +402,11 @@ class ApiClient:
             body = json_body(response)
         except ValueError:
             self.stats.count_status("bad body")
-            guard.on_answer(status, response.headers, healthy=False, probe=probe, sent_at=sent_at)
+            guard.on_answer(status, response.headers, healthy=False, probe=probe)
             return Answer(
                 problem=f"a body that is not JSON from {self._path(request)} ({self._masked(response.text[:80])!r})"
             )
-        guard.on_answer(status, response.headers, probe=probe, sent_at=sent_at)
+        guard.on_answer(status, response.headers, probe=probe)
         return Answer(body=body, links=response.links, headers=response.headers)
 
     def _path(self, request: PageRequest) -> str:

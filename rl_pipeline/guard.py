@@ -226,17 +226,9 @@ class EndpointGuard:
                 waited += pause
                 self.clock.sleep(pause)
 
-    def on_answer(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        *,
-        healthy: bool = True,
-        probe: str = "",
-        sent_at: float | None = None,
-    ) -> Heard:
+    def on_answer(self, status: int, headers: Mapping[str, str], *, healthy: bool = True, probe: str = "") -> Heard:
         """Learn from an HTTP answer (`healthy`: its body could be read; `probe`: the lease it was sent
-        under; `sent_at`: when the rate granted it): whether the rate limit refused it, and its Retry-After.
+        under): whether the rate limit refused it, and its Retry-After.
 
         A 429 (or a 403 saying it is the rate limit) pauses every worker sharing
         the budget (for its Retry-After, or the learned pause) and lowers the
@@ -277,7 +269,7 @@ class EndpointGuard:
                 stays = f"the pace stays at {refusal.after:.2f} req/s"
                 self.on_event("429", f"{self.name}: HTTP {status}; {stays}; everyone waits {pause:.1f}s")
         elif status < 400:
-            shared.pace.on_success(sent_at)
+            shared.pace.on_success()
         if pause:
             self.limiter.pause(min(pause, self.max_pause))
         self.breaker.after_request(success=healthy and status < 500, probe=probe)

@@ -197,26 +197,19 @@ class LearnedPace:
             pending, self._pending, self._flushed = self._pending, 0, now
         return pending
 
-    def on_success(self, sent_at: float | None = None) -> None:
+    def on_success(self) -> None:
         """Count the success and let the pace keep growing: written at most twice a second per process
-        (with the successes counted since), and at once after a 429 (a success ends a run of refusals).
-        A success of a request sent (`sent_at`: granted) before the last 429 is old news: over a long round
-        trip, the requests in flight when a 429 came keep succeeding into the pause. The server took them,
-        so they count as served, but they neither end the refusals nor let the pace grow through the pause."""
+        (with the successes counted since), and at once after a 429 (a success ends a run of refusals)."""
         now = self.clock.now()
         with self._lock:
             self._pending += 1
             due = now - self._flushed >= GROWTH_WITHOUT_NEWS / 2
-        if not due:
-            state = self._state(self.store.get(self.key))
-            if state.strikes == 0 or (sent_at is not None and sent_at < state.last_429):
-                return
+        if not due and self._state(self.store.get(self.key)).strikes == 0:
+            return
         pending = self._take_pending(now)
 
         def note(raw: str | None) -> tuple[str, None]:
             old = self._counted(self._state(raw), now, pending)
-            if sent_at is not None and sent_at < old.last_429:
-                return old.encode(), None
             if old.last_success < now - GROWTH_WITHOUT_NEWS:
                 # Growth had stopped (idle, or refused): a new span starts here, from where it got to.
                 return replace(old, base=self.rate_of(old, now), since=now, last_success=now, strikes=0).encode(), None

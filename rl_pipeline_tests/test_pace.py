@@ -155,29 +155,6 @@ def test_a_429_on_resuming_from_a_wait_the_server_named_is_a_storm_not_a_window(
     assert again.after == pytest.approx(0.8 * again.before)  # a storm in a row
 
 
-def test_successes_in_flight_when_a_429_came_are_counted_but_are_old_news(store, namespace) -> None:
-    """Over a long round trip, requests sent before a 429 keep succeeding into the pause. The server took
-    them, so they count as served; but they neither end the refusals nor let the pace grow through the
-    pause, where nothing is sent. A success of a request sent after the 429 is news."""
-    clock = FakeClock()
-    pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
-    succeed_for(pace, clock, 3.0)
-    storm = pace.on_refused(retry_after=1.0)
-    refused_at = clock.now()
-    for _ in range(4):
-        clock.advance(0.05)
-        pace.on_success(sent_at=refused_at - 0.15)
-    clock.advance(storm.pause - 0.2)
-    state = PaceState.decode(store.get(f"{namespace}:pace"))
-    assert state.strikes == 1 and state.last_success < refused_at  # the refusals go on
-    assert pace.rate() == pytest.approx(storm.after)  # no growth through the pause
-    pace.on_success(sent_at=clock.now())
-    assert PaceState.decode(store.get(f"{namespace}:pace")).served == 12 + 4 + 1  # every success counted
-    clock.advance(1.0)
-    pace.on_success(sent_at=clock.now())
-    assert pace.rate() > storm.after  # climbing from the first success after the pause
-
-
 def test_a_counter_still_full_after_a_storm_costs_no_storms_in_a_row(store, namespace) -> None:
     """A sliding-window counter of 200 per 10 s that counts refused requests and names no wait, against a
     file 1.5x too high: after the first storm it lets a few through each time the pause ends, and shuts
