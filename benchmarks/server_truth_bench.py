@@ -1,6 +1,7 @@
 """The server is the truth: five server-side limits x four sources files, and dlt's REST client on the same servers.
 
     .venv/bin/python benchmarks/server_truth_bench.py [--days 365] [--runs 4] [--servers ...] [--files ...]
+        [--latency S]
 
 The demo API runs in its own process, enforcing 20 requests/s (or 200 per
 10 s) with one of the algorithms real servers use, and sends no
@@ -22,7 +23,10 @@ with its period left out, so read per second: 10x too high for a 10 s window,
 60x for a minute). Each cell is `rl-pipeline backfill` of `events_offset`
 for DAYS days, RUNS runs at once, on a fresh instance and state store.
 
-Ideal = pages served (200s) / the server's real limit (20 per second, 2 for minute_window).
+With --latency S the server takes S seconds over every answer but a 429
+(a rate limit refuses at once, before the work), as a real one across a
+network does: requests in flight when a 429 comes keep succeeding into the
+pause. Ideal = pages served (200s) / the server's real limit (20 per second, 2 for minute_window).
 "span / ideal" runs from the server's first request to its last.
 Goal for every cell: exact dataset, <= 0.5% of requests answered 429, span <= 1.10 of ideal, no failed day.
 """
@@ -136,18 +140,24 @@ def main() -> None:
         "--files", nargs="*", choices=FILES, default=list(MATRIX_FILES), help="none: the dlt peer alone"
     )
     parser.add_argument("--no-dlt", dest="dlt", action="store_false", help="skip the dlt peer")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds the server takes over each answer (429s come at once)"
+    )
     args = parser.parse_args()
     days = days_from(date(2024, 1, 1), args.days)
     table = Table(
         "server", "sources file", "requests", "429s", "429 share", "ideal s", "span s", "span / ideal", "wall s",
         "longest gap s", "exact", "failed", "goal",
-        title=f"events_offset, {args.days} days, {args.runs} runs at once, {os.cpu_count()} cores",
+        title=f"events_offset, {args.days} days, {args.runs} runs at once, answers after {args.latency:g} s, "
+        f"{os.cpu_count()} cores",
     )  # fmt: skip
     for server in args.servers:
         config = SERVERS[server]
         flags = ["--algorithm", algorithm_of(server), "--period", str(config["period"]), "--no-limit-headers"]
         flags += config["flags"]
         with demo_api(config["rate"], config["burst"], 10_000_000, *flags) as url, tempfile.TemporaryDirectory() as tmp:
+            slow = {"slow_rate": 1.0, "slow_seconds": args.latency} if args.latency else {}
+            requests.post(f"{url}/_admin/faults", headers=ADMIN, json=slow, timeout=5).raise_for_status()
             for kind in args.files:
                 report(table, row(server, kind, rl_pipeline_cell(server, kind, days, args.runs, url, Path(tmp))))
             if args.dlt:
