@@ -156,8 +156,9 @@ def main() -> None:
         flags = ["--algorithm", algorithm_of(server), "--period", str(config["period"]), "--no-limit-headers"]
         flags += config["flags"]
         with demo_api(config["rate"], config["burst"], 10_000_000, *flags) as url, tempfile.TemporaryDirectory() as tmp:
-            slow = {"slow_rate": 1.0, "slow_seconds": args.latency} if args.latency else {}
-            requests.post(f"{url}/_admin/faults", headers=ADMIN, json=slow, timeout=5).raise_for_status()
+            if args.latency:
+                slow = {"slow_rate": 1.0, "slow_seconds": args.latency}
+                requests.post(f"{url}/_admin/faults", headers=ADMIN, json=slow, timeout=5).raise_for_status()
             for kind in args.files:
                 report(table, row(server, kind, rl_pipeline_cell(server, kind, days, args.runs, url, Path(tmp))))
             if args.dlt:

@@ -178,7 +178,7 @@ class IngestedDay:
     result: DayResult
     used: dict[str, Any]  # requests, retries, 429s, waits by cause, statuses, requests_per_s
     client: ApiClient
-    seconds: float = 0.0  # from its start to its last write
+    seconds: float  # from its start to its last write
 
     @property
     def waited(self) -> float:
@@ -195,7 +195,7 @@ def ingest_days(
     workers: int = 1,
     max_workers: int = 1,
     batch_rows: int = DEFAULT_BATCH_ROWS,
-    say: Callable[[str], None] = lambda message: None,
+    say: Callable[[str, str], None] = lambda kind, message: None,
 ) -> Iterator[IngestedDay]:
     """`ingest_day` for every day, `workers` days at once, yielded as each finishes.
 
@@ -203,9 +203,10 @@ def ingest_days(
     the budget (the rate, 429 pauses, an open circuit, a quota) less than a
     tenth of their time, their time went to the server's answers and to
     writes, and the budget had room: one more day runs at once from then on,
-    up to `max_workers`, and `say` tells why. So the rate is reached however
-    slowly the server answers; extra days at once cost threads and memory,
-    never rate: every day waits on the one budget.
+    up to `max_workers`, and `say(kind, message)` tells why (and, once, that
+    `max_workers` holds the run back when the budget has room there too). So
+    the rate is reached however slowly the server answers; extra days at once
+    cost threads and memory, never rate: every day waits on the one budget.
 
     Each worker thread has a client of its own from `make_client` (a Session,
     and stats that are its day's alone); clients made on one store share one
@@ -227,23 +228,34 @@ def ingest_days(
         used["requests_per_s"] = round(used["requests"] / seconds, 2)
         return IngestedDay(result, used, client, seconds)
 
+    most = max(workers, max_workers)
     finished: deque[IngestedDay] = deque()  # the last days: one alone is too few requests to judge by
+    capped = False  # said that `max_workers` holds the run back
 
     def widen(day: IngestedDay, width: int) -> bool:
+        nonlocal capped
         finished.append(day)
         while len(finished) > width:
             finished.popleft()
         waited, seconds = sum(d.waited for d in finished), sum(d.seconds for d in finished)
         if len(finished) < width or waited >= ROOM * seconds:
             return False
-        say(
-            f"{day.client.name}.{endpoint}: {width + 1} days at once (up to {max_workers}): the last {width} "
-            f"waited {waited:.2f}s of their {seconds:.2f}s on the budget (rate, 429s, circuit, quota)"
+        spent = (
+            f"the last {width} waited {waited:.2f}s of their {seconds:.2f}s on the budget (rate, 429s, circuit, quota)"
         )
-        return True
+        if width < most:
+            say("days at once", f"{day.client.name}.{endpoint}: {width + 1} days at once (up to {most}): {spent}")
+            return True
+        if not capped:
+            capped = True
+            say(
+                "max_workers",
+                f"{day.client.name}.{endpoint}: `max_workers` ({most}) holds this run back, not the rate: {spent}",
+            )
+        return False
 
     try:
-        yield from in_parallel(fetch, days, workers, widen=widen, most=max_workers)
+        yield from in_parallel(fetch, days, workers, widen=widen, most=most)
     finally:
         for client in clients:
             client.close()
@@ -258,7 +270,8 @@ def in_parallel(
     most: int = 1,
 ) -> Iterator[T]:
     """`fetch(key)` for every key, `workers` at once, results as they finish; each result for which
-    `widen(result, width)` is true runs one more at once from then on, up to `most`.
+    `widen(result, width)` is true runs one more at once from then on, up to `most` (`widen` hears of
+    every result while none has failed).
 
     On the first failure no further key is started; those already running
     finish (their results are still yielded), then the failure is raised.
@@ -279,8 +292,8 @@ def in_parallel(
                     failure = failure or error
                     continue
                 result = future.result()
-                if failure is None and width < most and widen(result, width):
-                    width += 1
+                if failure is None and widen(result, width):
+                    width = min(width + 1, most)
                 yield result
     if failure is not None:
         raise failure

@@ -237,8 +237,7 @@ class LearnedPace:
             if now - old.last_429 < policy.cooldown:
                 after, state, took = before, old, None  # the same storm: requests in flight when the first came back
             elif old.last_success > old.last_429:
-                shut = retry_after is None and self._still_shut(old, now, before)
-                state, took = shut or (self._storm(old, now, before), None)
+                state, took = self._still_shut(old, now, before, retry_after) or (self._storm(old, now, before), None)
                 after = state.base
             else:
                 after, state, took = self._refused_again(old, now, before, retry_after)
@@ -284,7 +283,9 @@ class LearnedPace:
         fall_from = before / policy.slow_start if slow_starting else before
         return replace(state, base=max(policy.floor, fall_from * policy.decrease))
 
-    def _still_shut(self, old: PaceState, now: float, before: float) -> tuple[PaceState, float | None] | None:
+    def _still_shut(
+        self, old: PaceState, now: float, before: float, retry_after: float | None
+    ) -> tuple[PaceState, float | None] | None:
         """A 429 with no Retry-After within a second of resuming from a storm less than `memory` ago, over a
         spell that says what a window allows (a server that named its wait was waited for: it refuses the
         pace, not a window still full): a window that counts refused requests lets a few through as it
@@ -294,7 +295,7 @@ class LearnedPace:
         the pace stays, and everyone waits longer. None when it is a storm."""
         policy = self.policy
         resumed = 0 < now - old.last_429 < policy.memory and self.grown(old, now) < policy.cooldown
-        if not resumed or not self._spell_says(old, now, before):
+        if retry_after is not None or not resumed or not self._spell_says(old, now, before):
             return None
         taken = old.taken(now)
         if before <= taken * policy.settle:

@@ -131,7 +131,7 @@ def materialize_days(
         workers=resource.workers,
         max_workers=resource.max_workers,
         batch_rows=warehouse_resource.batch_rows,
-        say=lambda message: events("days at once", message),
+        say=events,
     )
     table_name = warehouse_resource.warehouse().qualified(table)
     try:
