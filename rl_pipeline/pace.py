@@ -11,10 +11,12 @@ rate this module gives, which:
   a slow start: the rate a second earlier, since a server's burst hides the
   overshoot for a while): once per storm — the 429s of requests already in
   flight, and of probes sent before anything succeeded again, change nothing;
-- then climbs back within `recover` seconds to `settle` times the rate that
-  drew the 429, `settle` squared after a second storm in a row at the rate
-  it had settled at, cubed after a third (each within `memory` seconds of the
-  last, and within `recover` seconds of getting there: a file far above the
+- holds that pace through the pause everyone keeps (requests in flight
+  succeed into it; grown on them, it would resume higher than it fell to),
+  then climbs back within `recover` seconds of resuming to `settle` times
+  the rate that drew the 429, `settle` squared after a second storm in a row
+  at the rate it had settled at, cubed after a third (each within `memory`
+  seconds of the last, and within `recover` seconds of getting there: a file far above the
   server's rate converges in a few storms, not one per 5%; a pace the server
   took for longer is at most a little over, and settles once under it) — but
   a 429 before the climb got there says the climb crossed the server's limit
@@ -210,7 +212,7 @@ class LearnedPace:
 
         def note(raw: str | None) -> tuple[str, None]:
             old = self._counted(self._state(raw), now, pending)
-            if old.last_success < now - GROWTH_WITHOUT_NEWS:
+            if max(old.last_success, old.since) < now - GROWTH_WITHOUT_NEWS:
                 # Growth had stopped (idle, or refused): a new span starts here, from where it got to.
                 return replace(old, base=self.rate_of(old, now), since=now, last_success=now, strikes=0).encode(), None
             return replace(old, last_success=max(old.last_success, now), strikes=0).encode(), None
@@ -243,6 +245,8 @@ class LearnedPace:
                 after, state, took = self._refused_again(old, now, before, retry_after)
             own = min(policy.pause * 2 ** max(0, state.strikes - 1), policy.max_pause)
             wait = retry_after if retry_after is not None else own
+            if state is not old:  # the pace holds through the pause and climbs from when everyone resumes
+                state = replace(state, base=after, since=now + wait)
             return state.encode(), Refusal(before, after, wait, max(after, self.target(state)), took)
 
         return self.store.update(self.key, refuse)

@@ -10,7 +10,7 @@ from rl_pipeline.client import ApiClient
 from rl_pipeline.clock import FakeClock
 from rl_pipeline.demo_api import day_records
 from rl_pipeline.demo_api.limits import ServerLimit
-from rl_pipeline.pace import LearnedPace, PacePolicy, PaceState, describe_pace
+from rl_pipeline.pace import LearnedPace, PacePolicy, PaceState, Refusal, describe_pace
 from rl_pipeline.sources import AdaptiveSpec, load_sources
 from rl_pipeline.state import open_store
 from rl_pipeline_tests.support import TOKEN
@@ -37,6 +37,13 @@ def test_paces_under_the_published_rate_until_the_server_refuses(store, namespac
     assert pace.rate() == pytest.approx(15.52)
 
 
+def refuse(pace: LearnedPace, clock: FakeClock) -> Refusal:
+    """A 429 with no Retry-After, and the pause every worker keeps before sending again."""
+    refusal = pace.on_refused(retry_after=None)
+    clock.advance(refusal.pause)
+    return refusal
+
+
 def succeed_for(pace: LearnedPace, clock: FakeClock, seconds: float) -> None:
     for _ in range(round(seconds / 0.25)):
         clock.advance(0.25)
@@ -57,9 +64,9 @@ def refused_twice(pace: LearnedPace, clock: FakeClock) -> float:
     the pace settles. Returns its rate."""
     pace.on_success()
     clock.advance(0.05)
-    pace.on_refused(retry_after=None)
+    refuse(pace, clock)
     succeed_for(pace, clock, 5.0)
-    return pace.on_refused(retry_after=None).before
+    return refuse(pace, clock).before
 
 
 @pytest.mark.parametrize("paced_for", [0.05, 9.0])
@@ -69,7 +76,7 @@ def test_the_first_429_settles_the_pace_under_the_rate_that_drew_it(store, names
     pace.on_success()
     succeed_for(pace, clock, paced_for - 0.05)
     clock.advance(0.05)
-    assert pace.on_refused(retry_after=None).after == pytest.approx(15.52)
+    assert refuse(pace, clock).after == pytest.approx(15.52)
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(0.95 * 19.4)  # not back at the cap: nothing says the cap was right
 
@@ -86,7 +93,7 @@ def test_storms_in_a_row_settle_it_lower_each_time_then_it_only_probes(store, na
     assert pace.rate() == pytest.approx(target, abs=1e-6)
     succeed_for(pace, clock, 4.0)  # probing at 0.05% of the refused rate a second
     assert pace.rate() == pytest.approx(target + 0.0005 * refused * 4, abs=1e-6)
-    third = pace.on_refused(retry_after=None).before  # a third storm, 4 s after it settled
+    third = refuse(pace, clock).before  # a third storm, 4 s after it settled
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(0.95**3 * third, abs=1e-6)
 
@@ -99,7 +106,7 @@ def test_a_storm_after_the_settled_pace_held_a_while_settles_once_under_it(store
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
     refused_twice(pace, clock)
     succeed_for(pace, clock, 10.0)  # climbed back in 5 s, then held there for 5
-    refusal = pace.on_refused(retry_after=None)
+    refusal = refuse(pace, clock)
     held = refusal.before
     assert refusal.after == pytest.approx(0.95 * held)  # a little over at most: straight there
     succeed_for(pace, clock, 5.0)
@@ -114,11 +121,28 @@ def test_a_429_while_climbing_back_settles_under_it_alone(store, namespace) -> N
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
     refused_twice(pace, clock)
     succeed_for(pace, clock, 2.0)  # climbing back, not there yet
-    refusal = pace.on_refused(retry_after=None)
+    refusal = refuse(pace, clock)
     crossed = refusal.before
     assert crossed < 0.95**2 * 19.4 and refusal.after == pytest.approx(0.95 * crossed)
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(0.95 * crossed, abs=1e-6)
+
+
+def test_successes_in_flight_through_the_pause_do_not_climb_it(store, namespace) -> None:
+    """A slow server answers a 429 at once and a 200 after its work: requests sent before the 429 keep
+    succeeding into the pause. The pace holds until everyone resumes and climbs from there; grown on them,
+    it would resume closer to the rate that drew the 429."""
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
+    succeed_for(pace, clock, 2.0)
+    storm = pace.on_refused(retry_after=1.0)
+    for _ in range(4):  # answers to requests in flight, over the second everyone waits
+        clock.advance(0.2)
+        pace.on_success()
+    clock.advance(0.2)
+    assert pace.rate() == pytest.approx(storm.after) == pytest.approx(15.52)
+    succeed_for(pace, clock, 2.5)
+    assert pace.rate() == pytest.approx(storm.after + (storm.back_to - storm.after) * 0.5)
 
 
 def test_a_429_as_soon_as_it_resumes_is_judged_by_what_the_spell_took(store, namespace) -> None:
@@ -183,7 +207,7 @@ def test_a_lone_429_at_the_settled_pace_is_jitter_and_where_it_settled_stays(sto
     refused = refused_twice(pace, clock)
     succeed_for(pace, clock, 40.0)
     settled = 0.95**2 * refused
-    lone = pace.on_refused(retry_after=None)  # alone, 40 s after the last: a request that arrived a little early
+    lone = refuse(pace, clock)  # alone, 40 s after the last: a request that arrived a little early
     assert lone.decreased and lone.back_to == pytest.approx(settled, abs=1e-6)
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(settled, abs=1e-6)  # where it had settled, not under the lone 429
@@ -197,13 +221,13 @@ def test_the_first_429_after_ten_seconds_at_the_cap_is_jitter_too(store, namespa
     clock = FakeClock()
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
     succeed_for(pace, clock, 11.0)
-    lone = pace.on_refused(retry_after=None)
+    lone = refuse(pace, clock)
     assert not lone.decreased and lone.after == lone.back_to == pytest.approx(19.4) and lone.pause == 1.0
     assert "lone 429s only, taken for arrival jitter: 19.40 req/s stands" in describe_pace(pace)
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(19.4)
     succeed_for(pace, clock, 5.0)
-    again = pace.on_refused(retry_after=None)
+    again = refuse(pace, clock)
     assert again.back_to == pytest.approx(0.95 * again.before)
     assert f"the server's limit <= {again.before:.2f}" in describe_pace(pace)
     succeed_for(pace, clock, 5.0)
@@ -362,7 +386,7 @@ def test_the_first_429_of_a_slow_start_falls_under_the_rate_a_second_before(stor
     succeed_for(pace, clock, 4.0)
     grown = pace.rate()  # 5 x 1.5 a second since the first success
     assert grown == pytest.approx(5 * 1.5**3.75, rel=1e-6)
-    refusal = pace.on_refused(retry_after=None)
+    refusal = refuse(pace, clock)
     assert refusal.after == pytest.approx(grown / 1.5 * 0.8)
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(grown * 0.95)  # settles under the rate that drew the 429
