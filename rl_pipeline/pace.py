@@ -16,10 +16,12 @@ rate this module gives, which:
   then climbs back within `recover` seconds of resuming to `settle` times
   the rate that drew the 429, `settle` squared after a second storm in a row
   at the rate it had settled at, cubed after a third (each within `memory`
-  seconds of the last, and within `recover` seconds of getting there: a file far above the
-  server's rate converges in a few storms, not one per 5%; a pace the server
-  took for longer is at most a little over, and settles once under it) — but
-  a 429 before the climb got there says the climb crossed the server's limit
+  seconds of the last, and within `recover` seconds of getting there: a file
+  far above the server's rate converges in a few storms, not one per 5%; a
+  pace the server took for longer is at most a little over, and settles once
+  under it; a 429 within a second of resuming says the rate it fell to is
+  still over: it falls again, and settles once under that) — but a 429 a
+  second or more into the climb, before it got there, says the climb crossed the server's limit
   just under the rate that drew it: `settle` times that, once; or, when the
   429 came alone at a pace that had settled (`memory` seconds after the last,
   or the first after 2 x `recover` seconds of pacing, as long as a held pace:
@@ -278,8 +280,12 @@ class LearnedPace:
         # Refused after holding where it settled for `recover` seconds: a rate far over the limit is refused
         # soon after it gets there, so this one is a little over at most, and it settles once under it.
         held = self.grown(old, now) >= policy.held_for
-        streak = old.streak if isolated else 1 if crossed or held else old.streak + 1
-        state = replace(old, since=now, refused_at_rate=refused_at, last_429=now, strikes=1, streak=streak)
+        # Refused as soon as it resumed from a storm: the rate it fell to is still over, by how much nobody
+        # knows; it falls again, and the climb after says where the limit is. Where it settles is not pushed
+        # lower for it (`settle` squared is for a pace that got where it settled and was refused there).
+        fell_short = old.streak > 0 and self.grown(old, now) < policy.cooldown
+        streak = old.streak if isolated or fell_short else 1 if crossed or held else old.streak + 1
+        state = replace(old, refused_at_rate=refused_at, last_429=now, strikes=1, streak=streak)
         if (isolated or crossed or held) and not slow_starting:
             # A little over at most, and the pause has let the server drain: straight to where it settles.
             return replace(state, base=max(policy.floor, min(before, self.target(state))))
@@ -303,15 +309,15 @@ class LearnedPace:
             return None
         taken = old.taken(now)
         if before <= taken * policy.settle:
-            return replace(old, base=before, since=now, last_429=now, strikes=2), None  # the pause doubles
+            return replace(old, base=before, last_429=now, strikes=2), None  # the pause doubles
         after = max(policy.floor, min(before * policy.decrease, taken * policy.settle))
         return self._under_window(replace(old, last_429=now, strikes=1), now, taken, after), taken
 
     @staticmethod
     def _under_window(state: PaceState, now: float, taken: float, after: float) -> PaceState:
-        """`state` pacing at `after` from now, and settling `settle` under `taken`: what a window held shut
-        allowed."""
-        return replace(state, base=after, since=now, refused_at_rate=min(state.refused_at_rate, taken), streak=1)
+        """`state` pacing at `after` once everyone resumes, and settling `settle` under `taken`: what a
+        window held shut allowed."""
+        return replace(state, base=after, refused_at_rate=min(state.refused_at_rate, taken), streak=1)
 
     def _spell_says(self, old: PaceState, now: float, before: float) -> bool:
         """Whether what the server took since the busy spell began, pauses included, says what a window

@@ -37,9 +37,9 @@ def test_paces_under_the_published_rate_until_the_server_refuses(store, namespac
     assert pace.rate() == pytest.approx(15.52)
 
 
-def refuse(pace: LearnedPace, clock: FakeClock) -> Refusal:
-    """A 429 with no Retry-After, and the pause every worker keeps before sending again."""
-    refusal = pace.on_refused(retry_after=None)
+def refuse(pace: LearnedPace, clock: FakeClock, retry_after: float | None = None) -> Refusal:
+    """A 429, and the pause every worker keeps before sending again."""
+    refusal = pace.on_refused(retry_after=retry_after)
     clock.advance(refusal.pause)
     return refusal
 
@@ -143,6 +143,25 @@ def test_successes_in_flight_through_the_pause_do_not_climb_it(store, namespace)
     assert pace.rate() == pytest.approx(storm.after) == pytest.approx(15.52)
     succeed_for(pace, clock, 2.5)
     assert pace.rate() == pytest.approx(storm.after + (storm.back_to - storm.after) * 0.5)
+
+
+def test_a_429_as_soon_as_it_resumes_falls_again_and_settles_once_under_it(store, namespace) -> None:
+    """A file 1.5x too high against a no-burst server: the rate it falls to after the first storm is still
+    over, and is refused as soon as everyone resumes. It falls again; where it climbs back to is `settle`
+    under that rate, not `settle` squared (a second storm at where it had settled would be): falling is what
+    says how far over it was, and a climb that crosses the limit says where it is."""
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
+    succeed_for(pace, clock, 2.0)
+    first = refuse(pace, clock, retry_after=1.0)
+    succeed_for(pace, clock, 0.5)
+    again = refuse(pace, clock, retry_after=1.0)
+    assert again.before < first.back_to and again.after == pytest.approx(0.8 * again.before)
+    assert again.back_to == pytest.approx(0.95 * again.before)
+    succeed_for(pace, clock, 5.0)
+    assert pace.rate() == pytest.approx(0.95 * again.before)
+    third = refuse(pace, clock, retry_after=1.0)  # refused where it settled: that one pushes it lower
+    assert third.back_to == pytest.approx(0.95**2 * third.before)
 
 
 def test_a_429_as_soon_as_it_resumes_is_judged_by_what_the_spell_took(store, namespace) -> None:
