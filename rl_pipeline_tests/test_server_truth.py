@@ -91,7 +91,12 @@ def test_a_sliding_log_that_counts_refused_requests_and_a_file_too_high(
     )  # fmt: skip
     sources = write_sources(tmp_path / "sources.yaml", rate_limits=[{"rate": 300, "period": 10}])
     monkeypatch.setenv("RL_SOURCES_FILE", str(sources))
-    assert_exact_with_few_429s(server, backfill_in_processes(tmp_path), most=0.02)  # one storm: ~4 of ~350
+    # One shut of the window: the storm and two refused probes, each with the requests in flight then
+    # (3 of ~440 here; 9 when the machine is slow to answer, as it was once in a full suite run).
+    stats = assert_exact_with_few_429s(server, backfill_in_processes(tmp_path), most=0.03)
+    began = min(t for t, _, _ in stats["requests"])
+    refused_at = [round(t - began, 1) for t, status, _ in stats["requests"] if status == 429]
+    assert max(refused_at) < 20, refused_at  # none after the pace settled under the window
     spec = load_sources(sources).apis["demo"]
     client = ApiClient("demo", spec, token=TOKEN, store=open_store(f"sqlite:///{tmp_path}/state.sqlite"))
     assert client.pace.rate() < 20  # the window's 200 per 10 s, not the file's 30 a second
