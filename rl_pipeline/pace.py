@@ -21,11 +21,12 @@ rate this module gives, which:
   pace the server took for longer is at most a little over, and settles once
   under it; a 429 within a second of resuming says the rate it fell to is
   still over: it falls again, and settles once under that) — but a 429 a
-  second or more into the climb, before it got there, says the climb crossed the server's limit
-  just under the rate that drew it: `settle` times that, once; or, when the
-  429 came alone at a pace that had settled (`memory` seconds after the last,
-  or the first after 2 x `recover` seconds of pacing, as long as a held pace:
-  a request that reached the server a little early), where it had settled;
+  second or more into the climb, before it got there, says the climb
+  crossed the server's limit just under the rate that drew it: `settle`
+  times that, once; or, when the 429 came alone at a pace that had settled
+  (`memory` seconds after the last, or the first after 2 x `recover` seconds
+  of pacing, as long as a held pace: a request that reached the server a
+  little early), where it had settled;
   where a 429 says the pace was a little over at most (these two, and a pace
   held for long), the pace goes there at once after the pause, with no fall
   by `decrease` first;
@@ -311,10 +312,10 @@ class LearnedPace:
         if before <= taken * policy.settle:
             return replace(old, base=before, last_429=now, strikes=2), None  # the pause doubles
         after = max(policy.floor, min(before * policy.decrease, taken * policy.settle))
-        return self._under_window(replace(old, last_429=now, strikes=1), now, taken, after), taken
+        return self._under_window(replace(old, last_429=now, strikes=1), taken, after), taken
 
     @staticmethod
-    def _under_window(state: PaceState, now: float, taken: float, after: float) -> PaceState:
+    def _under_window(state: PaceState, taken: float, after: float) -> PaceState:
         """`state` pacing at `after` once everyone resumes, and settling `settle` under `taken`: what a
         window held shut allowed."""
         return replace(state, base=after, refused_at_rate=min(state.refused_at_rate, taken), streak=1)
@@ -338,7 +339,7 @@ class LearnedPace:
         if retry_after is not None or not self._spell_says(old, now, before) or before <= taken * policy.settle:
             return before, state, None
         after = max(policy.floor, taken * policy.settle)
-        return after, self._under_window(state, now, taken, after), taken
+        return after, self._under_window(state, taken, after), taken
 
 
 def describe_pace(pace: LearnedPace) -> str:
