@@ -216,7 +216,8 @@ class LearnedPace:
         def note(raw: str | None) -> tuple[str, None]:
             old = self._counted(self._state(raw), now, pending)
             if max(old.last_success, old.since) < now - GROWTH_WITHOUT_NEWS:
-                # Growth had stopped (idle, or refused): a new span starts here, from where it got to.
+                # Growth had stopped (idle, or refused, and not resumed within the second): a new span starts
+                # here, from where it got to.
                 return replace(old, base=self.rate_of(old, now), since=now, last_success=now, strikes=0).encode(), None
             return replace(old, last_success=max(old.last_success, now), strikes=0).encode(), None
 
@@ -274,17 +275,17 @@ class LearnedPace:
             refused_at = max(old.refused_at_rate, before)
         else:  # the first: `settle` under this, so that it stays at this rate
             refused_at = before / policy.settle
+        climbed = self.grown(old, now)  # seconds since everyone resumed from the last 429 (or it was set)
         # Refused after a second of climbing, before it got where it meant to settle: the climb crossed the
-        # server's limit, just under this rate, however far over the storms before were. (Refused sooner, the
-        # server was still full from the storm: that says nothing.)
-        crossed = self.grown(old, now) >= policy.cooldown and before < self.target(old) * (1 - 1e-9)
+        # server's limit, just under this rate, however far over the storms before were.
+        crossed = climbed >= policy.cooldown and before < self.target(old) * (1 - 1e-9)
         # Refused after holding where it settled for `recover` seconds: a rate far over the limit is refused
         # soon after it gets there, so this one is a little over at most, and it settles once under it.
-        held = self.grown(old, now) >= policy.held_for
-        # Refused as soon as it resumed from a storm: the rate it fell to is still over, by how much nobody
+        held = climbed >= policy.held_for
+        # Refused sooner, as it resumed from a storm: the rate it fell to is still over, by how much nobody
         # knows; it falls again, and the climb after says where the limit is. Where it settles is not pushed
         # lower for it (`settle` squared is for a pace that got where it settled and was refused there).
-        fell_short = old.streak > 0 and self.grown(old, now) < policy.cooldown
+        fell_short = old.streak > 0 and climbed < policy.cooldown
         streak = old.streak if isolated or fell_short else 1 if crossed or held else old.streak + 1
         state = replace(old, refused_at_rate=refused_at, last_429=now, strikes=1, streak=streak)
         if (isolated or crossed or held) and not slow_starting:
