@@ -7,6 +7,7 @@ outage, must read as one line with a count, not hundreds.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 
@@ -33,24 +34,62 @@ def to_user(run_log: Callable[[str], None]) -> Callable[[str], None]:
 
 
 class Throttled:
-    """Passes events on to `sink`, at most one per kind every `every` seconds.
+    """Passes events on to `sink`, at most one per kind every `every` seconds, and loses none.
 
-    An event held back is counted, and the next line of its kind says how
-    many like it came meanwhile. Thread-safe: every worker of a run shares one.
+    Events held back are counted, and the latest of them is kept: when the
+    kind's `every` seconds are up it goes out, saying how many like it came
+    meanwhile (the last 429 of a storm sets the pace and the pause the run goes
+    on with; nobody should wait on a line that never comes). One that comes
+    later carries the count instead. `close` sends whatever is held at once.
+    Thread-safe: every worker of a run shares one.
     """
 
     def __init__(self, sink: Callable[[str], None], every: float = 5.0, clock: Clock = SYSTEM_CLOCK) -> None:
         self.sink, self.every, self.clock = sink, every, clock
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
+        self._held: dict[str, tuple[int, str]] = {}  # kind -> (how many held back, the latest of them)
+        self._timers: dict[str, threading.Timer] = {}
 
     def __call__(self, kind: str, message: str) -> None:
         now = self.clock.now()
         with self._lock:
-            if now - self._last.get(kind, -self.every) < self.every:
-                self._held[kind] = self._held.get(kind, 0) + 1
+            due = self._last.get(kind, -math.inf) + self.every
+            if now < due:
+                self._held[kind] = (self._held.get(kind, (0, ""))[0] + 1, message)
+                if kind not in self._timers:
+                    self._timers[kind] = timer = threading.Timer(due - now, self._release, (kind,))
+                    timer.daemon = True
+                    timer.start()
                 return
             self._last[kind] = now
-            held = self._held.pop(kind, 0)
-        self.sink(message + (f" (+{held} more like it in the last {self.every:g}s)" if held else ""))
+            held, _ = self._held.pop(kind, (0, ""))
+            self._cancel(kind)
+        self._send(message, held)
+
+    def close(self) -> None:
+        """Send every event held back now: the run is ending."""
+        with self._lock:
+            kinds = list(self._held)
+            for kind in list(self._timers):
+                self._cancel(kind)
+        for kind in kinds:
+            self._release(kind)
+
+    def _release(self, kind: str) -> None:
+        """The latest event of `kind` held back, with the count of the others."""
+        with self._lock:
+            self._timers.pop(kind, None)
+            if kind not in self._held:
+                return
+            count, message = self._held.pop(kind)
+            self._last[kind] = self.clock.now()
+        self._send(message, count - 1)
+
+    def _cancel(self, kind: str) -> None:
+        timer = self._timers.pop(kind, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _send(self, message: str, others: int) -> None:
+        self.sink(message + (f" (+{others} more like it in the last {self.every:g}s)" if others else ""))

@@ -141,6 +141,7 @@ def materialize_days(
     finally:
         ingested.close()  # its clients, before the store they use
         store.close()
+        events.close()  # what was held back, such as the pace the last 429 set
 
 
 def materialization(
