@@ -15,13 +15,14 @@ rate this module gives, which:
   succeed into it; grown on them, it would resume higher than it fell to),
   then climbs back within `recover` seconds of resuming to `settle` times
   the rate that drew the 429, `settle` squared after a second storm in a row
-  at the rate it had settled at, cubed after a third (each within `memory`
-  seconds of the last, and within `recover` seconds of getting there: a file
-  far above the server's rate converges in a few storms, not one per 5%; a
-  pace the server took for longer is at most a little over, and settles once
-  under it; a 429 within a second of resuming says the rate it fell to is
-  still over: it falls again, and settles once under that) — but a 429 a
-  second or more into the climb, before it got there, says the climb
+  at the rate it had settled at (a second or more there), cubed after a
+  third (each within `memory` seconds of the last, and within `recover`
+  seconds of getting there: a file far above the server's rate converges in
+  a few storms, not one per 5%; a pace the server took for longer is at most
+  a little over, and settles once under it; a 429 within a second of
+  resuming says the rate it fell to is still over: it falls again, and
+  settles once under that) — but a 429 a second or more into the climb,
+  before it got there or within a second of getting there, says the climb
   crossed the server's limit just under the rate that drew it: `settle`
   times that, once; or, when the 429 came alone at a pace that had settled
   (`memory` seconds after the last, or the first after 2 x `recover` seconds
@@ -276,9 +277,13 @@ class LearnedPace:
         else:  # the first: `settle` under this, so that it stays at this rate
             refused_at = before / policy.settle
         climbed = self.grown(old, now)  # seconds since everyone resumed from the last 429 (or it was set)
-        # Refused after a second of climbing, before it got where it meant to settle: the climb crossed the
-        # server's limit, just under this rate, however far over the storms before were.
-        crossed = climbed >= policy.cooldown and before < self.target(old) * (1 - 1e-9)
+        target = self.target(old)
+        there_for = climbed - (policy.recover if old.base < target * (1 - 1e-9) else 0.0)  # at where it settles
+        # Refused after a second of climbing, before it got where it meant to settle or within a second of
+        # getting there: the climb crossed the server's limit, just under this rate, however far over the
+        # storms before were (a no-burst server refuses the moment it is crossed, a whisker before or after
+        # the climb ends).
+        crossed = climbed >= policy.cooldown and there_for < policy.cooldown
         # Refused after holding where it settled for `recover` seconds: a rate far over the limit is refused
         # soon after it gets there, so this one is a little over at most, and it settles once under it.
         held = climbed >= policy.held_for

@@ -60,12 +60,12 @@ def fill_a_window(pace: LearnedPace, clock: FakeClock, requests: int, rate: floa
 
 
 def refused_twice(pace: LearnedPace, clock: FakeClock) -> float:
-    """A 429 at the cap, 5 s of successes back to where it settled, another there: the second lowers where
-    the pace settles. Returns its rate."""
+    """A 429 at the cap, 5 s of successes back to where it settled, a second there, another 429: the second
+    lowers where the pace settles. Returns its rate."""
     pace.on_success()
     clock.advance(0.05)
     refuse(pace, clock)
-    succeed_for(pace, clock, 5.0)
+    succeed_for(pace, clock, 6.0)
     return refuse(pace, clock).before
 
 
@@ -160,8 +160,28 @@ def test_a_429_as_soon_as_it_resumes_falls_again_and_settles_once_under_it(store
     assert again.back_to == pytest.approx(0.95 * again.before)
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(0.95 * again.before)
-    third = refuse(pace, clock, retry_after=1.0)  # refused where it settled: that one pushes it lower
+    succeed_for(pace, clock, 1.0)
+    third = refuse(pace, clock, retry_after=1.0)  # refused a second after it settled there: that pushes it lower
     assert third.back_to == pytest.approx(0.95**2 * third.before)
+
+
+def test_a_429_as_the_climb_gets_where_it_settles_is_the_climb_crossing_the_limit(store, namespace) -> None:
+    """A server with no burst refuses the moment the climb back crosses its limit. Where the climb meant to
+    settle (`settle` under the rate that drew the first 429: a slow start's first 429 comes at 1.5x a
+    second, so that can be a whisker over) is no different: refused as it gets there, the climb crossed the
+    limit just under this rate, as it would have a moment before. `settle` once under it, not squared
+    (that would leave the rest of a backfill 10% under the limit)."""
+    clock = FakeClock()
+    pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
+    pace.on_success()
+    clock.advance(0.05)
+    refuse(pace, clock, retry_after=1.0)
+    succeed_for(pace, clock, 5.25)  # at where it settles for a quarter of a second
+    arrived = refuse(pace, clock, retry_after=1.0)
+    assert arrived.before == pytest.approx(0.95 * 19.4, abs=0.01)
+    assert arrived.after == arrived.back_to == pytest.approx(0.95 * arrived.before)  # straight there
+    succeed_for(pace, clock, 1.0)
+    assert pace.rate() == pytest.approx(0.95 * arrived.before)
 
 
 def test_a_429_as_soon_as_it_resumes_is_judged_by_what_the_spell_took(store, namespace) -> None:
