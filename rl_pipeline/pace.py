@@ -8,9 +8,10 @@ rate this module gives, which:
   into 429s at a server that allows no burst), or, for an API that publishes
   no limit, at `initial` and grows by `slow_start` per second of successes;
 - on a 429 falls to `decrease` times the rate that drew it (the first 429 of
-  a slow start: the rate a second earlier, since a server's burst hides the
-  overshoot for a while): once per storm — the 429s of requests already in
-  flight, and of probes sent before anything succeeded again, change nothing;
+  a slow start: to the rate a second earlier, which the server took, since
+  its burst hides the overshoot for a while): once per storm — the 429s of
+  requests already in flight, and of probes sent before anything succeeded
+  again, change nothing;
 - holds that pace through the pause everyone keeps (requests in flight
   succeed into it; grown on them, it would resume higher than it fell to),
   then climbs back within `recover` seconds of resuming to `settle` times
@@ -19,9 +20,11 @@ rate this module gives, which:
   third (each within `memory` seconds of the last, and within `recover`
   seconds of getting there: a file far above the server's rate converges in
   a few storms, not one per 5%; a pace the server took for longer is at most
-  a little over, and settles once under it; a 429 within a second of
-  resuming says the rate it fell to is still over: it falls again, and
-  settles once under that) — but a 429 a second or more into the climb,
+  a little over, and settles once under it, only `nudge` under it when the
+  server named its wait (another 429 would cost that wait, where one that
+  names none may hold a window shut); a 429 within a second of resuming
+  says the rate it fell to is still over: it falls again, and settles once
+  under that) — but a 429 a second or more into the climb,
   before it got there or within a second of getting there, says the climb
   crossed the server's limit just under the rate that drew it: `settle`
   times that, once; or, when the 429 came alone at a pace that had settled
@@ -75,6 +78,7 @@ class PacePolicy:
     decrease: float = 0.8  # factor on a 429
     recover: float = 5.0  # seconds to climb back to `settle` times the rate that drew the last 429
     settle: float = 0.95  # a server refuses near its limit on arrival jitter alone: stay this far under
+    nudge: float = 0.98  # a pace held long, then refused with a named wait, is a little over at most: this far under
     probe: float = 0.0005  # beyond that, share of the refused rate (at most the ceiling) regained per second
     slow_start: float = 1.5  # before any 429: factor per second of successes (unpublished limits only)
     cooldown: float = 1.0  # seconds after a decrease in which 429s do not decrease again
@@ -244,7 +248,8 @@ class LearnedPace:
             if now - old.last_429 < policy.cooldown:
                 after, state, took = before, old, None  # the same storm: requests in flight when the first came back
             elif old.last_success > old.last_429:
-                state, took = self._still_shut(old, now, before, retry_after) or (self._storm(old, now, before), None)
+                shut = self._still_shut(old, now, before, retry_after)
+                state, took = shut or (self._storm(old, now, before, retry_after is not None), None)
                 after = state.base
             else:
                 after, state, took = self._refused_again(old, now, before, retry_after)
@@ -256,8 +261,9 @@ class LearnedPace:
 
         return self.store.update(self.key, refuse)
 
-    def _storm(self, old: PaceState, now: float, before: float) -> PaceState:
-        """The first 429 since a success: the state with the pace fallen (`base`), and what it remembers."""
+    def _storm(self, old: PaceState, now: float, before: float, named_wait: bool) -> PaceState:
+        """The first 429 since a success (`named_wait`: the server named how long to wait): the state with the
+        pace fallen (`base`), and what it remembers."""
         policy = self.policy
         # A refusal `memory` seconds after the last one, at a pace that had settled, is arrival jitter (a
         # request that reached the server a little early): the pace stays where it had settled. So is the first,
@@ -270,12 +276,6 @@ class LearnedPace:
         slow_starting = math.isinf(old.refused_at_rate) and policy.initial < self.cap
         calm_since, calm_for = (old.last_429, policy.memory) if old.last_429 else (old.busy_since, policy.held_for)
         isolated = calm_since > 0 and now - calm_since >= calm_for and not slow_starting
-        if not isolated:
-            refused_at = before
-        elif old.last_429:  # where it had settled is `settle` under what drew the last storm
-            refused_at = max(old.refused_at_rate, before)
-        else:  # the first: `settle` under this, so that it stays at this rate
-            refused_at = before / policy.settle
         climbed = self.grown(old, now)  # seconds since everyone resumed from the last 429 (or it was set)
         target = self.target(old)
         there_for = climbed - (policy.recover if old.base < target * (1 - 1e-9) else 0.0)  # at where it settles
@@ -292,13 +292,22 @@ class LearnedPace:
         # lower for it (`settle` squared is for a pace that got where it settled and was refused there).
         fell_short = old.streak > 0 and climbed < policy.cooldown
         streak = old.streak if isolated or fell_short else 1 if crossed or held else old.streak + 1
+        if not isolated:
+            # Held, with the wait named, it goes `nudge` under this, not `settle`: should that still be over,
+            # the next 429 costs that wait and no more (a server that names none may hold a window shut).
+            refused_at = before * policy.nudge / policy.settle if held and named_wait and not slow_starting else before
+        elif old.last_429:  # where it had settled is `settle` under what drew the last storm
+            refused_at = max(old.refused_at_rate, before)
+        else:  # the first: `settle` under this, so that it stays at this rate
+            refused_at = before / policy.settle
         state = replace(old, refused_at_rate=refused_at, last_429=now, strikes=1, streak=streak)
         if (isolated or crossed or held) and not slow_starting:
             # A little over at most, and the pause has let the server drain: straight to where it settles.
             return replace(state, base=max(policy.floor, min(before, self.target(state))))
-        # Over by how much, nobody knows: fall by `decrease`, and climb back to where it settles.
-        fall_from = before / policy.slow_start if slow_starting else before
-        return replace(state, base=max(policy.floor, fall_from * policy.decrease))
+        # Over by how much, nobody knows: fall by `decrease` (the first 429 of a slow start: to the rate a
+        # second before, which the server took), and climb back to where it settles.
+        after = before / policy.slow_start if slow_starting else before * policy.decrease
+        return replace(state, base=max(policy.floor, after))
 
     def _still_shut(
         self, old: PaceState, now: float, before: float, retry_after: float | None

@@ -98,19 +98,23 @@ def test_storms_in_a_row_settle_it_lower_each_time_then_it_only_probes(store, na
     assert pace.rate() == pytest.approx(0.95**3 * third, abs=1e-6)
 
 
-def test_a_storm_after_the_settled_pace_held_a_while_settles_once_under_it(store, namespace) -> None:
+@pytest.mark.parametrize(("retry_after", "under"), [(None, 0.95), (1.0, 0.98)])
+def test_a_storm_after_the_settled_pace_held_a_while_settles_once_under_it(
+    store, namespace, retry_after: float | None, under: float
+) -> None:
     """Refused after the server took the settled pace for `recover` seconds, the pace is a little over at
     most (a no-burst server refuses on arrival jitter alone): 5% under it, not 10% (a second storm's
-    square would leave the rest of a backfill 10% under the limit)."""
+    square would leave the rest of a backfill 10% under the limit); 2% under it when the server named its
+    wait, for another 429 would cost only that wait (one that names none may hold a window shut)."""
     clock = FakeClock()
     pace = LearnedPace(store, f"{namespace}:pace", PUBLISHED, clock)
     refused_twice(pace, clock)
     succeed_for(pace, clock, 10.0)  # climbed back in 5 s, then held there for 5
-    refusal = refuse(pace, clock)
+    refusal = refuse(pace, clock, retry_after)
     held = refusal.before
-    assert refusal.after == pytest.approx(0.95 * held)  # a little over at most: straight there
+    assert refusal.after == refusal.back_to == pytest.approx(under * held)  # a little over at most: straight there
     succeed_for(pace, clock, 5.0)
-    assert pace.rate() == pytest.approx(0.95 * held, abs=1e-6)
+    assert pace.rate() == pytest.approx(under * held, abs=1e-6)
 
 
 def test_a_429_while_climbing_back_settles_under_it_alone(store, namespace) -> None:
@@ -416,9 +420,9 @@ def test_an_unpublished_limit_starts_slow_and_grows_until_refused(store, namespa
     assert again.rate() == pace.rate()  # the next run (any process) starts from what was learned
 
 
-def test_the_first_429_of_a_slow_start_falls_under_the_rate_a_second_before(store, namespace) -> None:
+def test_the_first_429_of_a_slow_start_falls_to_the_rate_a_second_before(store, namespace) -> None:
     """A server's burst may hide the overshoot (by the first 429 the rate has grown past the limit for a while):
-    it falls under the rate a second before, and climbs back toward the rate that drew the 429, no further."""
+    it falls to the rate a second before, and climbs back toward the rate that drew the 429, no further."""
     clock = FakeClock()
     policy = PacePolicy(ceiling=1000, initial=5, floor=0.1)
     pace = LearnedPace(store, f"{namespace}:pace", policy, clock)
@@ -426,7 +430,7 @@ def test_the_first_429_of_a_slow_start_falls_under_the_rate_a_second_before(stor
     grown = pace.rate()  # 5 x 1.5 a second since the first success
     assert grown == pytest.approx(5 * 1.5**3.75, rel=1e-6)
     refusal = refuse(pace, clock)
-    assert refusal.after == pytest.approx(grown / 1.5 * 0.8)
+    assert refusal.after == pytest.approx(grown / 1.5)
     succeed_for(pace, clock, 5.0)
     assert pace.rate() == pytest.approx(grown * 0.95)  # settles under the rate that drew the 429
     succeed_for(pace, clock, 10.0)  # then probes at 0.05% of it a second, not of the 1000/s allowed
