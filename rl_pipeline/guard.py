@@ -268,8 +268,13 @@ class EndpointGuard:
             else:
                 stays = f"the pace stays at {refusal.after:.2f} req/s"
                 self.on_event("429", f"{self.name}: HTTP {status}; {stays}; everyone waits {pause:.1f}s")
-        elif status < 400:
-            shared.pace.on_success()
+        elif status < 400 and (counted := shared.pace.on_success()):
+            self.on_event(
+                "pace",
+                f"{self.name}: the server took {counted.window_took:.2f} req/s until its window's end, the wait it "
+                f"named included; pacing at {counted.after:.2f} req/s (was {counted.before:.2f}; the sources file "
+                f"allows {shared.pace.policy.ceiling:g})",
+            )
         if pause:
             self.limiter.pause(min(pause, self.max_pause))
         self.breaker.after_request(success=healthy and status < 500, probe=probe)

@@ -48,13 +48,19 @@ rate this module gives, which:
   storm is the same window still shut (one that counts refused requests lets
   a few through as it drains), judged the same way, not a storm in a row:
   under what the spell took, the pace stays and everyone waits longer;
+- when the server names a wait longer than `pause` (a bucket's next token
+  comes sooner: it is the wait to a window's end) and up to `memory`, counts
+  what it took from the end of the last such wait (or the spell's start) to
+  the end of this one, the wait included, once the wait is over and every
+  worker has counted its share: under `decrease` times the rate that drew
+  the 429, that is what the window allows, and the pace settles under it;
 - never goes above the ceiling or below `floor`, and grows only while
   requests succeed (an idle hour does not bring back a rate nobody tried).
 
 The state lives in the store, so every worker, process and machine on one
 API and credential paces together, and the next run starts from what this
 one learned. Reading it is one `get`; a write happens on a 429, and at most
-once a second on success.
+twice a second per process on success (on each, while a named wait lasts).
 """
 
 from __future__ import annotations
@@ -105,10 +111,13 @@ class PaceState:
     streak: int = 0  # storms in a row, each within `memory` of the last (where it settles falls faster)
     busy_since: float = 0.0  # when the requests of this busy spell began (no `memory` seconds without success)
     served: int = 0  # the successes since `busy_since`
+    wait_ends: float = 0.0  # the end of the last wait a server named over `pause` (a window's end), till counted
+    window: bool = False  # the count began at the end of a wait the server named: it is a window's
 
     def encode(self) -> str:
         times = (self.base, self.since, self.refused_at_rate, self.last_success, self.last_429, self.busy_since)
-        return ",".join([*map(repr, times), str(self.strikes), str(self.streak), str(self.served)])
+        counts = (self.strikes, self.streak, self.served, int(self.window))
+        return ",".join([*map(repr, times), *map(str, counts), repr(self.wait_ends)])
 
     @classmethod
     def decode(cls, raw: str) -> PaceState:
@@ -117,8 +126,10 @@ class PaceState:
             streak = int(math.isfinite(float(fields[2])))
             return cls(*map(float, fields[:5]), strikes=int(fields[5]), streak=streak)  # type: ignore[arg-type]
         base, since, refused_at_rate, last_success, last_429, busy_since = map(float, fields[:6])
-        strikes, streak, served = map(int, fields[6:])
-        return cls(base, since, refused_at_rate, last_success, last_429, strikes, streak, busy_since, served)
+        strikes, streak, served = map(int, fields[6:9])
+        window, wait_ends = (bool(int(fields[9])), float(fields[10])) if len(fields) > 9 else (False, 0.0)
+        state = cls(base, since, refused_at_rate, last_success, last_429, strikes, streak, busy_since, served)
+        return replace(state, wait_ends=wait_ends, window=window)
 
     def taken(self, now: float) -> float:
         """Successes per second since the busy spell began, every pause included."""
@@ -127,9 +138,10 @@ class PaceState:
 
 @dataclass(frozen=True)
 class Refusal:
-    """What one 429 changed: the pace before and after, how long everyone waits, and where the pace climbs
-    back to within `recover` seconds; `window_took`: the requests per second the server took before holding
-    its window shut, when that set the pace."""
+    """What one 429 changed (or the end of a wait it named, once counted): the pace before and after, how long
+    everyone waits, and where the pace climbs back to within `recover` seconds; `window_took`: the requests
+    per second the server took before holding its window shut, or until its window's end, when that set
+    the pace."""
 
     before: float
     after: float
@@ -207,26 +219,53 @@ class LearnedPace:
             pending, self._pending, self._flushed = self._pending, 0, now
         return pending
 
-    def on_success(self) -> None:
+    def on_success(self) -> Refusal | None:
         """Count the success and let the pace keep growing: written at most twice a second per process
-        (with the successes counted since), and at once after a 429 (a success ends a run of refusals)."""
+        (with the successes counted since), and at once after a 429 (a success ends a run of refusals).
+        Returns the change when what the server took until a window's end, now counted, set the pace."""
         now = self.clock.now()
         with self._lock:
             self._pending += 1
             due = now - self._flushed >= GROWTH_WITHOUT_NEWS / 2
         if not due and self._state(self.store.get(self.key)).strikes == 0:
-            return
+            return None
         pending = self._take_pending(now)
 
-        def note(raw: str | None) -> tuple[str, None]:
+        def note(raw: str | None) -> tuple[str, Refusal | None]:
             old = self._counted(self._state(raw), now, pending)
+            if old.wait_ends and now >= old.wait_ends:
+                return self._window_counted(old, now)
+            if now < old.wait_ends and old.strikes:  # sent before the wait: every worker still counts at once
+                return replace(old, last_success=max(old.last_success, now)).encode(), None
             if max(old.last_success, old.since) < now - GROWTH_WITHOUT_NEWS:
                 # Growth had stopped (idle, or refused, and not resumed within the second): a new span starts
                 # here, from where it got to.
-                return replace(old, base=self.rate_of(old, now), since=now, last_success=now, strikes=0).encode(), None
+                state = replace(old, base=self.rate_of(old, now), since=now, last_success=now, strikes=0)
+                return state.encode(), None
             return replace(old, last_success=max(old.last_success, now), strikes=0).encode(), None
 
-        self.store.update(self.key, note)
+        return self.store.update(self.key, note)
+
+    def _window_counted(self, old: PaceState, now: float) -> tuple[str, Refusal | None]:
+        """At the end of a wait the server named over `pause` (a bucket's next token comes sooner: the wait is
+        to a window's end), every worker has counted what it took until then (each counts its own at most
+        twice a second, and at once while the wait lasts: at the 429 the others' last half second was not
+        in). Under `decrease` times the rate that drew the 429, over a spell that says what a window allows,
+        the window's budget was spent early: what it took, the wait included, is what the window allows, and
+        the pace settles under it. Only a count that began at the end of such a wait is a window's (one from
+        the busy spell's start took less, if a slow start began it, or more, if it began in the middle of a
+        window): the count starts anew at the wait's end either way, and the next window is judged alone."""
+        policy, before = self.policy, self.rate_of(old, now)
+        took = old.taken(now)
+        state = replace(
+            old, last_success=now, strikes=0, busy_since=old.wait_ends, served=0, wait_ends=0.0, window=True
+        )
+        spent = old.window and self._spell_says(old, now, before) and took < old.refused_at_rate * policy.decrease
+        if not spent or took * policy.settle >= before:
+            return state.encode(), None
+        after = max(policy.floor, took * policy.settle)
+        state = replace(self._under_window(state, took, after), since=now)
+        return state.encode(), Refusal(before, after, 0.0, after, took)
 
     def _counted(self, state: PaceState, now: float, successes: int) -> PaceState:
         """`state` with `successes` more served. A spell begins anew `memory` seconds after the last success,
@@ -234,7 +273,7 @@ class LearnedPace:
         the spell (what it took over several windows is what it allows), an idle minute is not."""
         quiet = self.policy.horizon if state.strikes else self.policy.memory
         if state.busy_since == 0 or now - state.last_success > quiet:
-            return replace(state, busy_since=now, served=successes)
+            return replace(state, busy_since=now, served=successes, window=False)
         return replace(state, served=state.served + successes)
 
     def on_refused(self, retry_after: float | None) -> Refusal:
@@ -257,6 +296,8 @@ class LearnedPace:
             wait = retry_after if retry_after is not None else own
             if state is not old:  # the pace holds through the pause and climbs from when everyone resumes
                 state = replace(state, base=after, since=now + wait)
+                if retry_after is not None and policy.pause < retry_after <= policy.memory:  # to a window's end
+                    state = replace(state, wait_ends=now + wait)
             return state.encode(), Refusal(before, after, wait, max(after, self.target(state)), took)
 
         return self.store.update(self.key, refuse)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+import math
+from datetime import date, timedelta
 
 import pytest
 
@@ -11,7 +12,7 @@ from rl_pipeline.clock import FakeClock
 from rl_pipeline.demo_api import day_records
 from rl_pipeline.demo_api.limits import ServerLimit
 from rl_pipeline.pace import LearnedPace, PacePolicy, PaceState, Refusal, describe_pace
-from rl_pipeline.sources import AdaptiveSpec, load_sources
+from rl_pipeline.sources import AdaptiveSpec, RateLimitSpec, load_sources
 from rl_pipeline.state import open_store
 from rl_pipeline_tests.support import TOKEN
 
@@ -347,6 +348,54 @@ def test_a_slow_start_that_filled_a_window_falls_to_what_the_window_took(store, 
     assert pace.rate() == pytest.approx(shut.after, rel=0.01)  # it settles there, not back toward the 60s
 
 
+def test_a_window_that_names_its_reset_is_judged_when_the_wait_ends(store, namespace) -> None:
+    """Two workers (two processes: each counts its successes in the store at most twice a second) spend a
+    window of 200 per 10 s in 4 s; the server names the wait to its end. The first window is not judged:
+    the count began with the busy spell, not the window. The second is, at the end of its wait: the other
+    worker's last successes were not counted at the 429, and are once it has woken and asked the pace;
+    the server took 200 in 10 s, the wait included, and the pace settles under that."""
+    clock = FakeClock()
+    workers = [LearnedPace(store, f"{namespace}:pace", TOO_HIGH, clock) for _ in range(2)]
+    judged: list[Refusal | None] = []
+    for _ in range(2):
+        began = clock.now()
+        for n in range(200):
+            workers[n % 2].on_success()
+            clock.advance(1 / 50)
+        storm = workers[0].on_refused(retry_after=6.0)
+        assert storm.window_took is None and storm.pause == 6.0
+        clock.advance(storm.pause)
+        workers[1].rate()  # the other wakes for its next grant
+        judged.append(workers[0].on_success())
+    first, counted = judged
+    assert first is None
+    assert counted is not None and counted.window_took == pytest.approx(201 / (clock.now() - began))
+    assert counted.after == pytest.approx(0.95 * counted.window_took)
+    assert workers[1].rate() == pytest.approx(counted.after)
+
+
+@pytest.mark.parametrize("phase", [0.0, 2.5, 5.0, 7.5])
+def test_a_fixed_window_that_names_its_reset_is_refused_a_few_times_not_every_window(store, namespace, phase) -> None:
+    """A file 1.5x too high against 200 per aligned 10 s that names the wait to the window's end (rounded
+    up to whole seconds, as Retry-After is): judged by what each window took, not storm by storm (one a
+    window, each 0.8 or 0.95 lower, for minutes)."""
+    clock = FakeClock(1_700_000_000.0 + phase)
+    pace = LearnedPace(store, f"{namespace}:{phase}", TOO_HIGH, clock)
+    server = ServerLimit("fixed_window", 200, 10, burst=1, count_refused=False, now=clock.now() - phase)
+    began, served, refused = clock.now(), 0, []
+    while clock.now() - began < 120:
+        admitted, wait = server.admit(clock.now())
+        if admitted:
+            served += 1
+            pace.on_success()
+            clock.advance(1 / pace.rate())
+        else:
+            refused.append(clock.now() - began)
+            clock.advance(pace.on_refused(retry_after=max(1, math.ceil(wait))).pause)
+    assert len(refused) <= 3, refused
+    assert served >= 0.9 * 120 * 20
+
+
 def test_a_server_shut_for_longer_than_memory_teaches_nothing_more(store, namespace) -> None:
     """Out of an unpublished daily quota, say: refused for minutes after a short spell. What was taken over
     the first `memory` seconds may be a window; beyond that the refusals are not, and cut nothing."""
@@ -460,6 +509,27 @@ def test_an_unpublished_limit_is_learned_against_the_demo_api(make_demo_api, tmp
     got = [r for page in second.fetch_day("events_offset", days[0]) for r in page.records]
     assert got == day_records(42, days[0])
     assert second.stats.rate_limited < first_run_429s
+
+
+def test_a_fixed_window_that_names_its_reset_is_learned_against_the_demo_api(make_demo_api) -> None:
+    """36 requests per aligned 6 s, each 429 naming the wait to the window's end; the file says 18 a second
+    (3x). Once a wait is over, the run log says what the window took, and the server refuses no more."""
+    server = make_demo_api(rate=36, period=6, burst=1, algorithm="fixed_window", limit_headers=False)
+    spec = load_sources().apis["demo"].model_copy(update={"rate_limits": [RateLimitSpec(rate=18)]})
+    lines: list[str] = []
+    client = ApiClient("demo", spec, token=TOKEN, store=open_store("memory://"),
+                       on_event=lambda kind, line: lines.append(line))  # fmt: skip
+    days = [date(2024, 1, 1) + timedelta(days=n) for n in range(40)]  # ~140 pages: the first window's count
+    got = [r for day in days for page in client.fetch_day("events_offset", day) for r in page.records]
+    assert got == [r for day in days for r in day_records(42, day)]
+    judged = [line for line in lines if "until its window's end" in line]  # began with the run: not judged
+    assert len(judged) == 1, lines
+    took = float(judged[0].split("the server took ")[1].split(" req/s")[0])
+    assert 36 / 7 <= took <= 36 / 5  # 6 a second, give or take the second Retry-After rounds up
+    requests = server.api.stats()["requests"]
+    refused = [t for t, status, *_ in requests if status == 429]
+    assert 1 <= len(refused) <= 4 and len(requests) > 3 * 36
+    assert requests[-1][0] - refused[-1] > 6  # a whole window and more after the last 429
 
 
 def test_a_pace_kept_by_an_earlier_version_is_read_as_what_it_knew() -> None:
