@@ -50,10 +50,10 @@ rate this module gives, which:
   under what the spell took, the pace stays and everyone waits longer;
 - when the server names a wait longer than `pause` (a bucket's next token
   comes sooner: it is the wait to a window's end) and up to `memory`, counts
-  what it took from the end of the last such wait (or the spell's start) to
-  the end of this one, the wait included, once the wait is over and every
-  worker has counted its share: under `decrease` times the rate that drew
-  the 429, that is what the window allows, and the pace settles under it;
+  what it took from the end of the last such wait to the end of this one,
+  the wait included, once the wait is over and every worker has counted its
+  share: under `decrease` times the rate that drew the 429, that is what the
+  window allows, and the pace settles under it;
 - never goes above the ceiling or below `floor`, and grows only while
   requests succeed (an idle hour does not bring back a rate nobody tried).
 
