@@ -128,8 +128,8 @@ class PaceState:
         base, since, refused_at_rate, last_success, last_429, busy_since = map(float, fields[:6])
         strikes, streak, served = map(int, fields[6:9])
         window, wait_ends = (bool(int(fields[9])), float(fields[10])) if len(fields) > 9 else (False, 0.0)
-        state = cls(base, since, refused_at_rate, last_success, last_429, strikes, streak, busy_since, served)
-        return replace(state, wait_ends=wait_ends, window=window)
+        times = (base, since, refused_at_rate, last_success, last_429)
+        return cls(*times, strikes, streak, busy_since, served, wait_ends, window)
 
     def taken(self, now: float) -> float:
         """Successes per second since the busy spell began, every pause included."""
