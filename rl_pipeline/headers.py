@@ -1,11 +1,14 @@
 """What a response says about the server's limit, from its headers.
 
-Understands `Retry-After` (seconds or HTTP date), `X-RateLimit-Limit/
--Remaining/-Reset` (reset as epoch seconds, milli- or microseconds, or seconds
-until: detected from the size of the number), the IETF drafts' `RateLimit`
-(`limit=, remaining=, reset=` or `"name";r=;t=`) with `RateLimit-Policy`
-(`q=`, `w=`) and the older `RateLimit-Limit/-Remaining/-Reset`. Times are
-corrected for clock skew with the response's `Date`.
+Understands `Retry-After` (seconds or HTTP date) and `Retry-After-Ms`,
+`X-RateLimit-Limit/-Remaining/-Reset` and their spellings (`X-Rate-Limit-*`,
+OpenAI's `-Requests` suffix; a reset as epoch seconds, milli- or microseconds,
+or seconds until: detected from the size of the number; as a duration like
+`6m0s`; or as an ISO 8601 or HTTP date), Discord's `X-RateLimit-Reset-After`,
+the IETF drafts' `RateLimit` (`limit=, remaining=, reset=` or `"name";r=;t=`)
+with `RateLimit-Policy` (`q=`, `w=`) and the older `RateLimit-Limit/
+-Remaining/-Reset`. Times are corrected for clock skew with the response's
+`Date`.
 """
 
 from __future__ import annotations
@@ -14,12 +17,21 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 _EPOCH_US = 1e15  # a reset this large is epoch microseconds
 _EPOCH_MS = 1e12  # this large, epoch milliseconds
 _EPOCH_S = 1e9  # this large, epoch seconds; smaller, seconds from now
 _PARAM = re.compile(r"([A-Za-z_-]+)\s*=\s*\"?([0-9.]+)\"?")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_DURATION_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+# Each field's spellings, the most common first.
+_LIMIT = ("X-RateLimit-Limit", "X-Rate-Limit-Limit", "RateLimit-Limit", "X-RateLimit-Limit-Requests")
+_REMAINING = (
+    "X-RateLimit-Remaining", "X-Rate-Limit-Remaining", "RateLimit-Remaining", "X-RateLimit-Remaining-Requests",
+)  # fmt: skip
+_RESET = ("X-RateLimit-Reset", "X-Rate-Limit-Reset", "RateLimit-Reset", "X-RateLimit-Reset-Requests")
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,28 @@ def _http_date(value: str | None) -> float | None:
         return None
 
 
+def _date(value: str) -> float | None:
+    """An HTTP date or an ISO 8601 one (`2026-08-02T22:31Z`; UTC when it names no zone), as epoch seconds."""
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return _http_date(value)
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _duration(value: str) -> float | None:
+    """A Go-style duration (`6m0s`, `1.5s`, `250ms`, as OpenAI's reset headers are) in seconds."""
+    text = value.strip().lower()
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * _DURATION_UNIT[unit] for number, unit in parts)
+
+
+def _first(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    return next((headers[name] for name in names if headers.get(name)), None)
+
+
 def _number(value: str | None) -> float | None:
     if value is None:
         return None
@@ -63,7 +97,14 @@ def _number(value: str | None) -> float | None:
     return number if math.isfinite(number) else None  # `Retry-After: inf` says nothing usable
 
 
-def _reset_seconds(raw: float | None, server_now: float) -> float | None:
+def _reset_seconds(value: str | float | None, server_now: float) -> float | None:
+    """A reset as seconds from now: a number (its size says epoch seconds, milli- or microseconds, or
+    seconds until), a duration (until), or a date."""
+    if isinstance(value, str) and _number(value) is None:
+        until = _duration(value)
+        when = None if until is not None else _date(value)
+        return until if when is None else max(0.0, when - server_now)
+    raw = _number(value) if isinstance(value, str) else value
     if raw is None:
         return None
     if raw >= _EPOCH_US:
@@ -123,21 +164,26 @@ def read_server_limit(headers: Mapping[str, str], now: float) -> ServerLimit:
     # An HTTP date from a skewed server is measured against the server's own clock.
     is_date = retry_after is not None and _number(retry_after) is None
     retry = parse_retry_after(retry_after, reference if is_date else now)
+    retry_ms = _number(_first(headers, ("Retry-After-Ms", "X-Ms-Retry-After-Ms")))  # the same wait, not rounded
     limit, remaining, reset, window = _limit_fields(headers)
+    reset_after = _number(headers.get("X-RateLimit-Reset-After"))  # seconds until: no clock to correct
     return ServerLimit(
-        retry_after=retry,
+        retry_after=retry if retry_ms is None else max(0.0, retry_ms / 1000),
         limit=limit,
         remaining=remaining,
-        reset_in=_reset_seconds(reset, reference),
+        reset_in=_reset_seconds(reset, reference) if reset_after is None else max(0.0, reset_after),
         window=window,
     )
 
 
-def _limit_fields(headers: Mapping[str, str]) -> tuple[float | None, float | None, float | None, float | None]:
-    """(limit, remaining, reset, window) from the X-RateLimit-* headers or the IETF draft's fields."""
-    limit = _number(headers.get("X-RateLimit-Limit") or headers.get("RateLimit-Limit"))
-    remaining = _number(headers.get("X-RateLimit-Remaining") or headers.get("RateLimit-Remaining"))
-    reset = _number(headers.get("X-RateLimit-Reset") or headers.get("RateLimit-Reset"))
+def _limit_fields(
+    headers: Mapping[str, str],
+) -> tuple[float | None, float | None, str | float | None, float | None]:
+    """(limit, remaining, reset, window) from the X-RateLimit-* headers or the IETF draft's fields; the reset
+    as the header gave it."""
+    limit = _number(_first(headers, _LIMIT))
+    remaining = _number(_first(headers, _REMAINING))
+    reset: str | float | None = _first(headers, _RESET)
     window = None
     # Of several limits the tightest decides: the least remaining (the longest reset among equals), and the
     # policy with the lowest rate.

@@ -48,6 +48,40 @@ def test_x_ratelimit_reset_is_detected_not_assumed(reset: str, seconds: float) -
     assert limit.exhausted == (seconds > 0)
 
 
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        # Twitter/X: `Rate-Limit`, the reset in epoch seconds.
+        ({"X-Rate-Limit-Limit": "900", "X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Reset": str(int(NOW) + 60)},
+         (900, 0, 60.0)),
+        # OpenAI: a `-Requests` suffix, the reset a duration.
+        ({"X-RateLimit-Limit-Requests": "500", "X-RateLimit-Remaining-Requests": "0",
+          "X-RateLimit-Reset-Requests": "1m30.5s"}, (500, 0, 90.5)),
+        ({"X-RateLimit-Remaining-Requests": "0", "X-RateLimit-Reset-Requests": "250ms"}, (None, 0, 0.25)),
+        # Discord: the reset both as an epoch with milliseconds and as seconds after; the latter needs no clock.
+        ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": f"{NOW + 500:.3f}", "X-RateLimit-Reset-After": "1.25"},
+         (None, 0, 1.25)),
+        # Atlassian: an ISO 8601 date, with or without its zone (UTC).
+        ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "2015-10-21T07:29Z"}, (None, 0, 60.0)),
+        ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "2015-10-21T07:28:30"}, (None, 0, 30.0)),
+        ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "Wed, 21 Oct 2015 07:28:05 GMT"}, (None, 0, 5.0)),
+        ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "whenever"}, (None, 0, None)),
+        ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "5 minutes"}, (None, 0, None)),
+    ],
+)  # fmt: skip
+def test_the_common_spellings_of_the_limit_headers(headers: dict[str, str], expected) -> None:
+    limit = read_server_limit(CaseInsensitiveDict(headers), NOW)
+    assert (limit.limit, limit.remaining, limit.reset_in) == pytest.approx(expected)
+    assert limit.exhausted == bool(expected[2])
+
+
+def test_retry_after_ms_is_the_same_wait_to_the_millisecond() -> None:
+    """Azure and OpenAI send both; `Retry-After` rounds to whole seconds, 10% of a 10 s window."""
+    assert read(Retry_After="2", Retry_After_Ms="1450").retry_after == pytest.approx(1.45)
+    assert read(x_ms_retry_after_ms="800").pause_for == pytest.approx(0.8)
+    assert read(Retry_After="3", Retry_After_Ms="soon").retry_after == 3.0
+
+
 def test_a_skewed_server_clock_is_corrected_with_date() -> None:
     # The server's clock runs 100 s behind ours; its reset is 30 s ahead of *its* now.
     server_now = "Wed, 21 Oct 2015 07:26:20 GMT"

@@ -135,3 +135,15 @@ def test_a_403_that_says_nothing_of_the_limit_fails_at_once_and_one_that_does_is
     client = client_for(server, retry=RetryPolicy(max_attempts=1))
     [page] = client.fetch_day("events_link", DAY)
     assert page.records == [{"id": 1}] and client.stats.rate_limited == 2
+
+
+def test_a_429_that_names_its_wait_as_a_duration_is_waited_that_long(server: ScriptedServer) -> None:
+    """OpenAI's way: no Retry-After, the budget spent and its reset as a duration (`2.5s`). The client waits for
+    it, not for its own shorter pause, and a second 429 never comes."""
+    spent = {"X-RateLimit-Remaining-Requests": "0", "X-RateLimit-Reset-Requests": "2.5s"}
+    server.script("/v1/link/events", Reply(429, {"error": "rate limited"}, spent), Reply(200, [{"id": 1}]))
+    client = client_for(server)
+    started = time.monotonic()
+    [page] = client.fetch_day("events_link", DAY)
+    assert page.records == [{"id": 1}] and client.stats.rate_limited == 1
+    assert 2.4 <= time.monotonic() - started < 15
