@@ -80,7 +80,8 @@ def _duration(value: str) -> float | None:
     parts = _DURATION_PART.findall(text)
     if not parts or "".join(number + unit for number, unit in parts) != text:
         return None
-    return sum(float(number) * _DURATION_UNIT[unit] for number, unit in parts)
+    seconds = sum(float(number) * _DURATION_UNIT[unit] for number, unit in parts)
+    return seconds if math.isfinite(seconds) else None
 
 
 def _first(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:
@@ -121,9 +122,11 @@ def _numbers(text: str) -> dict[str, float]:
     found = {}
     for key, raw in _PARAM.findall(text):
         try:
-            found[key.lower()] = float(raw)
+            number = float(raw)
         except ValueError:
             continue
+        if math.isfinite(number):  # 400 digits read as inf: says nothing usable
+            found[key.lower()] = number
     return found
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
 from rl_pipeline.headers import parse_retry_after, read_server_limit
@@ -120,3 +124,27 @@ def test_d18_of_several_ietf_limits_the_tightest_decides_and_odd_parameters_are_
     assert (both.limit, both.window) == (1000, 86400)  # 1000 a day is the lower rate
     odd = read(RateLimit='"default";r=3;t=2', RateLimit_Policy='"default";q=10;w=1;v=1.2.3')
     assert (odd.remaining, odd.limit, odd.window) == (3, 10, 1)
+
+
+HEADER_NAMES = (
+    "Retry-After", "Retry-After-Ms", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+    "X-RateLimit-Reset-After", "X-Rate-Limit-Reset", "X-RateLimit-Reset-Requests", "RateLimit", "RateLimit-Policy",
+    "Date",
+)  # fmt: skip
+HEADER_VALUES = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
+    st.builds("{}{}".format, st.integers(0, 10**450), st.sampled_from(["", "ms", "h", "m", "s", "m0s"])),
+    st.integers(0, 10**450).map(lambda n: f"limit=5, remaining=0, reset={n}"),
+    st.integers(0, 10**450).map(lambda n: f'"burst";r=0;t={n}, "daily";q=5;w={n}'),
+    st.datetimes().map(lambda moment: moment.isoformat()),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(HEADER_NAMES), HEADER_VALUES, max_size=6))
+def test_whatever_a_server_sends_the_headers_read_as_nothing_or_a_finite_wait(headers: dict[str, str]) -> None:
+    """A header no dialect knows, a number of 400 digits, a date in the year 1: never an exception, never an
+    endless or negative wait."""
+    limit = read_server_limit(CaseInsensitiveDict(headers), NOW)
+    for seconds in (limit.retry_after, limit.reset_in, limit.pause_for, limit.window):
+        assert seconds is None or 0 <= seconds < math.inf
