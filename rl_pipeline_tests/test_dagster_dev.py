@@ -75,6 +75,7 @@ def wait_for(condition, timeout: float, what: str) -> None:
 
 
 ASSETS = ["events_offset", "events_pages", "events_cursor", "events_link"]
+SCHEDULED_AT = ".dagster/scheduled_execution_time"  # the tag Dagster's scheduler puts on a tick's runs (UTC)
 
 
 def test_the_quota_sensor_backfills_everything_under_the_daemon(dagster_dev: DagsterDev) -> None:
@@ -102,7 +103,6 @@ def test_the_quota_sensor_backfills_everything_under_the_daemon(dagster_dev: Dag
 def test_the_daily_schedule_lands_the_day_that_ended_under_the_daemon(dagster_dev: DagsterDev) -> None:
     """A schedule from the same factory, on from the start and ticking every minute: the daemon's tick
     launches a run of the day before it, which lands in the warehouse, and nothing else."""
-    yesterday = dagster_dev.days[-1]
 
     def schedule_runs() -> list[dg.DagsterRun]:
         with dagster_dev.instance() as instance:
@@ -110,6 +110,9 @@ def test_the_daily_schedule_lands_the_day_that_ended_under_the_daemon(dagster_de
 
     wait_for(lambda: any(run.is_finished for run in schedule_runs()), timeout=240, what="the schedule's run")
     finished = [run for run in schedule_runs() if run.is_finished]
+    # The day before the tick's own time, not the test's: a tick after midnight UTC fetches the day just ended.
+    ticked = {datetime.fromisoformat(run.tags[SCHEDULED_AT]).date() for run in finished}
+    yesterday = (min(ticked) - timedelta(days=1)).isoformat()
     assert {(run.tags[RANGE_START], run.tags[RANGE_END], run.status) for run in finished} == {
         (yesterday, yesterday, dg.DagsterRunStatus.SUCCESS)
     }
