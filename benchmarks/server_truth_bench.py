@@ -1,11 +1,12 @@
 """The server is the truth: five server-side limits x four sources files, and dlt's REST client on the same servers.
 
     .venv/bin/python benchmarks/server_truth_bench.py [--days 365] [--runs 4] [--servers ...] [--files ...]
-        [--latency S]
+        [--latency S] [--limit-headers]
 
 The demo API runs in its own process, enforcing 20 requests/s (or 200 per
 10 s) with one of the algorithms real servers use, and sends no
-`X-RateLimit-*` headers (nothing to learn but the 429s):
+`X-RateLimit-*` headers (nothing to learn but the 429s; with --limit-headers
+it sends them, as an API that publishes its budget does):
 
 - token_bucket: burst 20, 429 with Retry-After;
 - leaky_bucket: burst 1 (nginx `limit_req` with no burst), 429 with Retry-After: 1;
@@ -143,18 +144,21 @@ def main() -> None:
     parser.add_argument(
         "--latency", type=float, default=0.0, help="seconds the server takes over each answer (429s come at once)"
     )
+    parser.add_argument(
+        "--limit-headers", action="store_true", help="the server sends X-RateLimit-Limit/-Remaining/-Reset too"
+    )
     args = parser.parse_args()
     days = days_from(date(2024, 1, 1), args.days)
     table = Table(
         "server", "sources file", "requests", "429s", "429 share", "ideal s", "span s", "span / ideal", "wall s",
         "longest gap s", "exact", "failed", "goal",
         title=f"events_offset, {args.days} days, {args.runs} runs at once, answers after {args.latency:g} s, "
-        f"{os.cpu_count()} cores",
+        f"{'with' if args.limit_headers else 'no'} limit headers, {os.cpu_count()} cores",
     )  # fmt: skip
     for server in args.servers:
         config = SERVERS[server]
-        flags = ["--algorithm", algorithm_of(server), "--period", str(config["period"]), "--no-limit-headers"]
-        flags += config["flags"]
+        flags = ["--algorithm", algorithm_of(server), "--period", str(config["period"]), *config["flags"]]
+        flags += [] if args.limit_headers else ["--no-limit-headers"]
         with demo_api(config["rate"], config["burst"], 10_000_000, *flags) as url, tempfile.TemporaryDirectory() as tmp:
             if args.latency:
                 slow = {"slow_rate": 1.0, "slow_seconds": args.latency}
