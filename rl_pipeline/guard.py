@@ -251,7 +251,7 @@ class EndpointGuard:
             # the round trip to every interval.
             pause = None
         if refused:
-            refusal = shared.pace.on_refused(server.pause_for)  # a spent budget's reset names the wait too
+            refusal = shared.pace.on_refused(server.retry_after)
             pause = min(max(pause or 0.0, refusal.pause), self.max_pause)
             if refusal.decreased:
                 why = (
