@@ -276,7 +276,11 @@ class EndpointGuard:
                 f"allows {shared.pace.policy.ceiling:g})",
             )
         if pause:
-            self.limiter.pause(min(pause, self.max_pause))
+            pause = min(pause, self.max_pause)
+            if not refused and pause >= 1.0:  # shorter ones come with every answer of a bucket with no burst
+                self.on_event("budget", f"{self.name}: the server says its budget is spent; everyone waits "
+                              f"{pause:.1f}s for it to refill")  # fmt: skip
+            self.limiter.pause(pause)
         self.breaker.after_request(success=healthy and status < 500, probe=probe)
         return Heard(refused, server.retry_after)
 

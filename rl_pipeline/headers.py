@@ -101,11 +101,12 @@ def _number(value: str | None) -> float | None:
 def _reset_seconds(value: str | float | None, server_now: float) -> float | None:
     """A reset as seconds from now: a number (its size says epoch seconds, milli- or microseconds, or
     seconds until), a duration (until), or a date."""
-    if isinstance(value, str) and _number(value) is None:
-        until = _duration(value)
-        when = None if until is not None else _date(value)
-        return until if when is None else max(0.0, when - server_now)
     raw = _number(value) if isinstance(value, str) else value
+    if raw is None and isinstance(value, str):  # not a number: a duration (until), or a date
+        until, when = _duration(value), _date(value)
+        if until is not None or when is None:
+            return until
+        return max(0.0, when - server_now)
     if raw is None:
         return None
     if raw >= _EPOCH_US:

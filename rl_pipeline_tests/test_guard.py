@@ -50,6 +50,20 @@ def test_a_spent_budget_pauses_only_when_it_refills_after_the_pace_would_grant(r
     assert g.grant(clock.now(), deadline=60) - first == pytest.approx(following, abs=1e-6)
 
 
+def test_a_spent_budget_that_pauses_everyone_for_long_says_so() -> None:
+    """An hourly budget reported spent on a 200 (OpenAI writes its reset `2m30s`): everyone waits for it, and
+    the run log says why within the wait, not only once it is over."""
+    clock, events = FakeClock(), []
+    spec = load_sources().apis["demo"].model_copy(update={"rate_limits": [RateLimitSpec(rate=20)]})
+    shared = ApiShared("demo", spec, open_store("memory://"), "demo:test", clock)
+    g = EndpointGuard(shared, "events_offset", rng=random.Random(0), on_event=lambda *e: events.append(e))
+    g.written(first := g.grant(clock.now(), deadline=600))
+    g.on_answer(200, {"X-RateLimit-Remaining-Requests": "0", "X-RateLimit-Reset-Requests": "2m30s"})
+    assert events == [("budget", "demo.events_offset: the server says its budget is spent; everyone waits 150.0s "
+                                  "for it to refill")]  # fmt: skip
+    assert g.grant(clock.now(), deadline=600) - first == pytest.approx(150.0)
+
+
 @pytest.mark.parametrize(
     ("late", "following"),
     [(0.0, INTERVAL), (SLACK - 1e-4, INTERVAL), (0.004, 0.004 + INTERVAL - SLACK), (0.03, 0.03 + INTERVAL - SLACK)],
